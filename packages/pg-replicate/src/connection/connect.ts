@@ -1,0 +1,226 @@
+/**
+ * Opens `pg` clients — ordinary ones for catalog queries and COPY, and `replication=database`
+ * ones for the walsender — with the session settings our text decoding relies on, libpq's
+ * `sslmode` semantics, and connection failures turned into one actionable {@link PgReplicateError}.
+ *
+ * `pg` does the wire work we do not want to own (startup, SCRAM/md5/password auth, TLS upgrade).
+ */
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import pg from 'pg';
+import { isServerError, PgReplicateError } from '../errors.js';
+import { type ConnectionOptions, describeConnection } from './connection-options.js';
+
+/**
+ * Pinned on every connection because values are decoded from their text form: timestamptz in
+ * UTC, ISO dates, hex bytea, shortest-exact floats, the default interval style.
+ */
+const SESSION_SETTINGS =
+  '-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex';
+
+/** pg's type parsers would turn timestamps into millisecond Dates; we want the server's text. */
+const RAW_TEXT_TYPES = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
+
+export interface ConnectOptions {
+  /** Open a walsender connection (`replication=database`) instead of a regular backend. */
+  replication?: boolean;
+}
+
+/**
+ * Connects and returns a ready `pg.Client`. Errors after connection (e.g. the server going away)
+ * are left to the caller's own handling, but an 'error' listener is installed so that they never
+ * crash the process as unhandled events.
+ */
+export async function connect(options: ConnectionOptions, connectOptions: ConnectOptions = {}): Promise<pg.Client> {
+  const attempts = sslAttempts(options);
+  let lastError: unknown;
+  for (const ssl of attempts) {
+    try {
+      return await connectOnce(options, ssl, connectOptions);
+    } catch (error) {
+      lastError = error;
+      // prefer: fall back to plain text only if the server refused TLS; allow: the other way round.
+      if (!isSslNegotiationFailure(error, ssl)) break;
+    }
+  }
+  throw connectionError(lastError, options, connectOptions);
+}
+
+async function connectOnce(
+  options: ConnectionOptions,
+  ssl: TlsOptions | false,
+  connectOptions: ConnectOptions,
+): Promise<pg.Client> {
+  const config: pg.ClientConfig & { replication?: string } = {
+    host: options.host,
+    port: options.port,
+    database: options.database,
+    user: options.user,
+    password: options.password ?? '',
+    ssl,
+    application_name: options.applicationName,
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    options: SESSION_SETTINGS,
+    types: RAW_TEXT_TYPES,
+    keepAlive: true,
+  };
+  if (connectOptions.replication) config.replication = 'database';
+  const client = new pg.Client(config);
+  client.on('error', () => {
+    // Reported through the active query or the next call; never an unhandled 'error' event.
+  });
+  await client.connect();
+  return client;
+}
+
+/** The TLS settings to try, in order, for the sslmode. */
+function sslAttempts(options: ConnectionOptions): (TlsOptions | false)[] {
+  switch (options.sslmode) {
+    case 'disable':
+      return [false];
+    case 'allow':
+      return [false, tlsOptions(options, false, false)];
+    case 'prefer':
+      return [tlsOptions(options, false, false), false];
+    case 'require':
+      // libpq: with a root certificate present, require behaves like verify-ca.
+      return [tlsOptions(options, options.sslrootcert !== undefined, false)];
+    case 'verify-ca':
+      return [tlsOptions(options, true, false)];
+    case 'verify-full':
+      return [tlsOptions(options, true, true)];
+  }
+}
+
+function tlsOptions(options: ConnectionOptions, verifyChain: boolean, verifyHost: boolean): TlsOptions {
+  const tls: TlsOptions = { rejectUnauthorized: verifyChain };
+  if (verifyChain && options.sslrootcert !== undefined && options.sslrootcert !== 'system') {
+    tls.ca = readPem(options.sslrootcert, 'sslrootcert');
+  }
+  if (!verifyHost) tls.checkServerIdentity = () => undefined;
+  if (options.sslcert !== undefined) tls.cert = readPem(options.sslcert, 'sslcert');
+  if (options.sslkey !== undefined) tls.key = readPem(options.sslkey, 'sslkey');
+  return tls;
+}
+
+function readPem(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new PgReplicateError('INVALID_ARGUMENT', `cannot read ${what} file ${path}`, {
+      detail: (error as Error).message,
+      hint: `point ${what} at a readable PEM file`,
+    });
+  }
+}
+
+function isSslNegotiationFailure(error: unknown, ssl: TlsOptions | false): boolean {
+  if (!(error instanceof Error)) return false;
+  if (ssl !== false) return /does not support SSL/i.test(error.message);
+  // The server demands TLS (hostssl-only pg_hba): "no pg_hba.conf entry … no encryption".
+  return isServerError(error) && error.code === '28000' && /no encryption/i.test(error.message);
+}
+
+/** Turns whatever `pg` or the socket threw while connecting into one actionable error. */
+export function connectionError(error: unknown, options: ConnectionOptions, connectOptions: ConnectOptions = {}) {
+  if (error instanceof PgReplicateError) return error;
+  const where = describeConnection(options);
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: string }).code;
+  if (isServerError(error)) {
+    switch (error.code) {
+      case '28P01':
+        return new PgReplicateError('AUTHENTICATION_FAILED', `password authentication failed for ${where}`, {
+          hint: 'check the user and password (--db-username/--db-password, the URL, or PGUSER/PGPASSWORD)',
+          cause: error,
+        });
+      case '28000':
+        return new PgReplicateError('AUTHENTICATION_FAILED', `the server rejected ${where}: ${message}`, {
+          hint: connectOptions.replication
+            ? 'allow this user to connect to this database in pg_hba.conf (logical replication matches the database name) and give it the REPLICATION attribute'
+            : 'allow this user to connect to this database in pg_hba.conf',
+          cause: error,
+        });
+      case '3D000':
+        return new PgReplicateError('DATABASE_NOT_FOUND', `database "${options.database}" does not exist on ${where}`, {
+          hint: 'check --db-name (or the URL path); list databases with: psql -l',
+          cause: error,
+        });
+      case '42501':
+        return new PgReplicateError('MISSING_REPLICATION_PRIVILEGE', `${options.user} may not open a replication connection`, {
+          hint: `run: ALTER ROLE ${quoteIdent(options.user)} WITH REPLICATION;`,
+          cause: error,
+        });
+      case '53300':
+        if (/wal_senders|walsender|standby connections/i.test(message)) {
+          return new PgReplicateError('WAL_SENDERS_EXHAUSTED', `all WAL senders are in use on ${where}`, {
+            detail: message,
+            hint: 'raise max_wal_senders (needs a restart) or stop an unused replication client',
+            cause: error,
+          });
+        }
+        return new PgReplicateError('TOO_MANY_CONNECTIONS', `too many connections on ${where}`, {
+          detail: message,
+          hint: 'raise max_connections or close idle connections, then retry',
+          cause: error,
+        });
+      case '57P03':
+        return new PgReplicateError('HOST_UNREACHABLE', `${where} is starting up or shutting down`, {
+          hint: 'retry in a moment',
+          cause: error,
+        });
+      default:
+        return new PgReplicateError('SERVER_ERROR', `cannot connect to ${where}: ${message}`, { cause: error });
+    }
+  }
+  if (code === 'ECONNREFUSED') {
+    return new PgReplicateError('HOST_UNREACHABLE', `connection refused by ${options.host}:${options.port}`, {
+      hint: 'check that Postgres is running there and listening on that port (listen_addresses, port, firewall)',
+      cause: error,
+    });
+  }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new PgReplicateError('HOST_UNREACHABLE', `host "${options.host}" not found`, {
+      hint: 'check --db-host (or PGHOST / the URL) for typos and that DNS resolves it',
+      cause: error,
+    });
+  }
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ECONNRESET') {
+    return new PgReplicateError('HOST_UNREACHABLE', `cannot reach ${options.host}:${options.port} (${code})`, {
+      hint: 'check the network path to the server',
+      cause: error,
+    });
+  }
+  if (code === 'ETIMEDOUT' || /timeout/i.test(message)) {
+    return new PgReplicateError('CONNECTION_TIMEOUT', `timed out connecting to ${options.host}:${options.port}`, {
+      hint: 'check that the host is reachable and not firewalled',
+      cause: error,
+    });
+  }
+  if (/SSL|TLS|certificate|self[- ]signed/i.test(message) || /CERT|SSL|TLS/.test(code ?? '')) {
+    return new PgReplicateError('TLS_ERROR', `TLS connection to ${options.host}:${options.port} failed: ${message}`, {
+      hint:
+        options.sslmode === 'verify-ca' || options.sslmode === 'verify-full'
+          ? 'point sslrootcert at the CA that signed the server certificate (verify-full also checks the host name)'
+          : 'check the server TLS settings, or use sslmode=disable/prefer if TLS is not required',
+      cause: error,
+    });
+  }
+  if (/terminated|closed|ended/i.test(message)) {
+    return new PgReplicateError('CONNECTION_LOST', `connection to ${where} was closed: ${message}`, {
+      hint: 'check the server log for why it closed the connection',
+      cause: error,
+    });
+  }
+  return new PgReplicateError('SERVER_ERROR', `cannot connect to ${where}: ${message}`, { cause: error });
+}
+
+/** Quotes an SQL identifier. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Quotes an SQL string literal (standard_conforming_strings is on since 9.1). */
+export function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}

@@ -1,0 +1,212 @@
+/**
+ * Runs a statement that answers with COPY OUT (`COPY … TO STDOUT`) or COPY BOTH
+ * (`START_REPLICATION`) on a `pg` client, and hands the CopyData payloads to the caller as
+ * pull-based batches.
+ *
+ * Why by hand: `pg` parses every message into an event (and its copy-data chunks are views over a
+ * buffer it reuses), and `pg-copy-streams` concatenates payloads into a byte stream, losing the
+ * message boundaries the replication protocol needs. We take the socket over for the duration of
+ * the copy — the same public `Submittable` mechanism pg-copy-streams uses — and frame messages
+ * ourselves:
+ * - zero copy: a payload is a view of the socket chunk it arrived in (socket chunks are never
+ *   reused), copied only when a message spans chunks;
+ * - backpressure for free: the socket is read only when the consumer asks for the next batch, so a
+ *   slow sink stops the TCP window instead of filling a queue;
+ * - on CopyDone or an ErrorResponse the socket goes back to `pg`, which parses the rest
+ *   (CommandComplete, ErrorResponse, ReadyForQuery) and calls our `handle*` methods.
+ */
+import type { Duplex } from 'node:stream';
+import type pg from 'pg';
+
+const enum Code {
+  CopyData = 0x64, // d
+  CopyDone = 0x63, // c
+  CopyOutResponse = 0x48, // H
+  CopyBothResponse = 0x57, // W
+  NoticeResponse = 0x4e, // N
+  ParameterStatus = 0x53, // S
+  NotificationResponse = 0x41, // A
+}
+
+/** Code byte plus Int32 length. */
+const HEADER_LENGTH = 5;
+const COPY_DONE = Buffer.from([Code.CopyDone, 0, 0, 0, 4]);
+
+type DataListener = (chunk: Buffer) => void;
+
+export class CopyStream implements pg.Submittable {
+  readonly #sql: string;
+  #socket: Duplex | null = null;
+  #pgDataListener: DataListener | null = null;
+  #attached = false;
+
+  /** Bytes of an incomplete message carried over to the next chunk. */
+  #carry: Buffer[] = [];
+  #carryBytes = 0;
+  #carryNeeded = HEADER_LENGTH;
+
+  #frames: Buffer[] = [];
+  #copyDone = false;
+  #finished = false;
+  #error: Error | null = null;
+  #commandTag: string | undefined;
+  #wake: (() => void) | null = null;
+  readonly #onReadable = () => this.#notify();
+
+  constructor(sql: string) {
+    this.#sql = sql;
+  }
+
+  /** The CommandComplete tag once the statement finished (e.g. `COPY 42`). */
+  get commandTag(): string | undefined {
+    return this.#commandTag;
+  }
+
+  /** Called by `pg` when this statement reaches the front of the client's queue. */
+  submit(connection: pg.Connection): void {
+    const socket = connection.stream;
+    const listeners = socket.listeners('data') as DataListener[];
+    if (listeners.length !== 1) {
+      throw new Error(`expected pg to have one socket data listener, found ${listeners.length}`);
+    }
+    this.#socket = socket;
+    this.#pgDataListener = listeners[0]!;
+    socket.removeListener('data', this.#pgDataListener);
+    socket.pause();
+    socket.on('readable', this.#onReadable);
+    this.#attached = true;
+    connection.query(this.#sql);
+  }
+
+  /**
+   * The next batch of CopyData payloads (each a view into socket memory), or `null` once the copy
+   * is over and the statement completed. Throws the server's error if the statement failed.
+   */
+  async next(): Promise<Buffer[] | null> {
+    for (;;) {
+      if (this.#frames.length > 0) {
+        const frames = this.#frames;
+        this.#frames = [];
+        return frames;
+      }
+      if (this.#error !== null) throw this.#error;
+      if (this.#finished) return null;
+      if (this.#attached && this.#pump()) continue;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+    }
+  }
+
+  /** Writes raw protocol bytes (e.g. a standby status update) to the server. */
+  write(message: Buffer): void {
+    this.#socket?.write(message);
+  }
+
+  /** Ends our side of a COPY BOTH; keep calling {@link next} to drain until it returns `null`. */
+  sendCopyDone(): void {
+    if (!this.#copyDone && !this.#finished) this.write(COPY_DONE);
+  }
+
+  /** Reads whatever the socket has buffered and frames it. True if anything was consumed. */
+  #pump(): boolean {
+    const socket = this.#socket!;
+    let consumed = false;
+    while (this.#attached && this.#frames.length === 0) {
+      const chunk = socket.read() as Buffer | null;
+      if (chunk === null) break;
+      consumed = true;
+      this.#ingest(chunk);
+    }
+    return consumed;
+  }
+
+  #ingest(chunk: Buffer): void {
+    let buffer = chunk;
+    if (this.#carryBytes > 0) {
+      this.#carry.push(chunk);
+      this.#carryBytes += chunk.length;
+      if (this.#carryBytes < this.#carryNeeded) return;
+      buffer = Buffer.concat(this.#carry, this.#carryBytes);
+      this.#carry = [];
+      this.#carryBytes = 0;
+    }
+    let offset = 0;
+    while (buffer.length - offset >= HEADER_LENGTH) {
+      const code = buffer[offset]!;
+      const end = offset + 1 + buffer.readUInt32BE(offset + 1);
+      if (end > buffer.length) break;
+      switch (code) {
+        case Code.CopyData:
+          this.#frames.push(buffer.subarray(offset + HEADER_LENGTH, end));
+          break;
+        case Code.CopyOutResponse:
+        case Code.CopyBothResponse:
+        case Code.NoticeResponse:
+        case Code.ParameterStatus:
+        case Code.NotificationResponse:
+          break;
+        case Code.CopyDone:
+          this.#copyDone = true;
+          this.#detach(buffer.subarray(end));
+          return;
+        default:
+          // ErrorResponse, CommandComplete, …: pg parses those and calls our handlers.
+          this.#detach(buffer.subarray(offset));
+          return;
+      }
+      offset = end;
+    }
+    if (offset < buffer.length) {
+      const rest = buffer.subarray(offset);
+      this.#carry = [rest];
+      this.#carryBytes = rest.length;
+      this.#carryNeeded = rest.length >= HEADER_LENGTH ? 1 + rest.readUInt32BE(1) : HEADER_LENGTH;
+    }
+  }
+
+  /** Gives the socket back to pg, with the bytes we read but that are pg's to parse. */
+  #detach(rest: Buffer): void {
+    if (!this.#attached) return;
+    this.#attached = false;
+    const socket = this.#socket!;
+    socket.removeListener('readable', this.#onReadable);
+    socket.on('data', this.#pgDataListener!);
+    if (rest.length > 0) this.#pgDataListener!(rest);
+    // Resume on the next tick: pg's listener may itself pause the socket while handling `rest`.
+    process.nextTick(() => socket.resume());
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  // --- pg's Submittable callbacks (after the socket went back to pg) -----------------------------
+
+  handleCommandComplete(message: { text?: string }): void {
+    this.#commandTag = message.text;
+  }
+
+  handleReadyForQuery(): void {
+    this.#finished = true;
+    this.#notify();
+  }
+
+  handleError(error: Error): void {
+    // A connection that dies while we own the socket never reaches pg's parser: detach so pg
+    // can clean up, and surface the error after the frames already received.
+    if (this.#attached) this.#detach(Buffer.alloc(0));
+    this.#error ??= error;
+    this.#finished = true;
+    this.#notify();
+  }
+
+  handleRowDescription(): void {}
+  handleDataRow(): void {}
+  handleEmptyQuery(): void {}
+  handlePortalSuspended(): void {}
+  handleCopyInResponse(): void {}
+  handleCopyData(): void {}
+}

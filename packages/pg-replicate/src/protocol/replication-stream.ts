@@ -1,0 +1,173 @@
+/**
+ * The CopyBoth conversation after START_REPLICATION: XLogData (`w`) and primary keepalive (`k`)
+ * frames in, standby status updates (`r`) out.
+ * https://www.postgresql.org/docs/current/protocol-replication.html#PROTOCOL-REPLICATION-START-REPLICATION
+ *
+ * The stream never decides on its own what is durable: the caller reports it with
+ * {@link ReplicationStream.confirm}, and only that position is sent as flushed (it becomes the
+ * slot's `confirmed_flush_lsn`). Status updates go out when the server asks, whenever the confirmed
+ * position moves, and on a timer well inside `wal_sender_timeout` — the timer runs even while the
+ * consumer is busy, so a slow sink batch never gets the connection killed.
+ */
+import type { Lsn } from '../lsn.js';
+import type { PgoutputDecoder } from '../pgoutput/decoder.js';
+import type { PgoutputMessage } from '../pgoutput/messages.js';
+import type { CopyStream } from './copy-stream.js';
+
+const enum Frame {
+  XLogData = 0x77, // w
+  Keepalive = 0x6b, // k
+}
+
+/** Microseconds between 1970-01-01 and 2000-01-01. */
+const PG_EPOCH_MS = 946_684_800_000;
+/** XLogData header: 'w', WAL start, WAL end, send time. */
+const XLOG_HEADER = 25;
+
+export interface XLogDataEvent {
+  readonly type: 'xlog';
+  /** WAL position of this message. */
+  readonly lsn: Lsn;
+  readonly message: PgoutputMessage;
+}
+
+export interface KeepaliveEvent {
+  readonly type: 'keepalive';
+  /** The server's current WAL end: everything before it has been sent. */
+  readonly walEnd: Lsn;
+}
+
+export type ReplicationEvent = XLogDataEvent | KeepaliveEvent;
+
+export interface ReplicationStreamOptions {
+  /** Interval of unsolicited status updates (default 10 s; wal_sender_timeout defaults to 60 s). */
+  statusIntervalMs?: number;
+  /** Turns server errors into domain errors (e.g. slot in use) before they are thrown. */
+  mapError?: (error: unknown) => unknown;
+}
+
+export class ReplicationStream {
+  readonly #copy: CopyStream;
+  readonly #decoder: PgoutputDecoder;
+  readonly #timer: NodeJS.Timeout;
+  readonly #mapError: (error: unknown) => unknown;
+  #received: Lsn;
+  #confirmed: Lsn;
+  #lastSentConfirmed: Lsn = -1n;
+  #stopping = false;
+
+  constructor(copy: CopyStream, decoder: PgoutputDecoder, startLsn: Lsn, options: ReplicationStreamOptions = {}) {
+    this.#copy = copy;
+    this.#decoder = decoder;
+    this.#received = startLsn;
+    this.#confirmed = startLsn;
+    this.#timer = setInterval(() => this.#sendStatus(false), options.statusIntervalMs ?? 10_000);
+    this.#timer.unref();
+    this.#mapError = options.mapError ?? ((error) => error);
+  }
+
+  get decoder(): PgoutputDecoder {
+    return this.#decoder;
+  }
+
+  /** Highest WAL position received so far. */
+  get receivedLsn(): Lsn {
+    return this.#received;
+  }
+
+  /** Highest position reported durable. */
+  get confirmedLsn(): Lsn {
+    return this.#confirmed;
+  }
+
+  /**
+   * The next batch of events (all that one socket read delivered), or `null` when the server
+   * ended the stream. Decoding errors and server errors are thrown.
+   */
+  async next(): Promise<ReplicationEvent[] | null> {
+    try {
+      return await this.#next();
+    } catch (error) {
+      throw this.#mapError(error);
+    }
+  }
+
+  async #next(): Promise<ReplicationEvent[] | null> {
+    for (;;) {
+      const frames = await this.#copy.next();
+      if (frames === null) return null;
+      if (this.#stopping) continue;
+      const events: ReplicationEvent[] = [];
+      for (const frame of frames) {
+        const kind = frame[0];
+        if (kind === Frame.XLogData) {
+          const lsn = frame.readBigUInt64BE(1);
+          const walEnd = frame.readBigUInt64BE(9);
+          if (walEnd > this.#received) this.#received = walEnd;
+          events.push({ type: 'xlog', lsn, message: this.#decoder.decode(frame.subarray(XLOG_HEADER), lsn) });
+        } else if (kind === Frame.Keepalive) {
+          const walEnd = frame.readBigUInt64BE(1);
+          if (walEnd > this.#received) this.#received = walEnd;
+          if (frame[17] === 1) this.#sendStatus(false);
+          events.push({ type: 'keepalive', walEnd });
+        }
+      }
+      if (events.length > 0) return events;
+    }
+  }
+
+  /**
+   * Reports everything before `lsn` as durable in the sink; Postgres may then recycle that WAL.
+   * Never moves backwards.
+   */
+  confirm(lsn: Lsn): void {
+    if (lsn <= this.#confirmed) return;
+    this.#confirmed = lsn;
+    this.#sendStatus(false);
+  }
+
+  /** Sends a status update now (optionally asking the server to answer with a keepalive). */
+  sendStatus(requestReply = false): void {
+    this.#sendStatus(requestReply, true);
+  }
+
+  #sendStatus(requestReply: boolean, force = true): void {
+    if (!force && this.#confirmed === this.#lastSentConfirmed) return;
+    const frame = Buffer.allocUnsafe(39);
+    frame[0] = 0x64; // CopyData
+    frame.writeUInt32BE(38, 1);
+    frame[5] = 0x72; // r
+    frame.writeBigUInt64BE(this.#received > this.#confirmed ? this.#received : this.#confirmed, 6); // written
+    frame.writeBigUInt64BE(this.#confirmed, 14); // flushed
+    frame.writeBigUInt64BE(this.#confirmed, 22); // applied
+    frame.writeBigInt64BE(BigInt(Date.now() - PG_EPOCH_MS) * 1000n, 30);
+    frame[38] = requestReply ? 1 : 0;
+    this.#lastSentConfirmed = this.#confirmed;
+    this.#copy.write(frame);
+  }
+
+  /**
+   * Ends streaming: sends the final confirmed position and CopyDone, then drains what the server
+   * still sends until it completes the command. The connection can be used or closed afterwards.
+   */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#sendStatus(false);
+    this.#copy.sendCopyDone();
+    try {
+      while ((await this.#copy.next()) !== null) {
+        // discard: anything after our CopyDone is past what we will apply
+      }
+    } catch (error) {
+      throw this.#mapError(error);
+    }
+  }
+
+  /** Stops the status timer without talking to the server (the connection is gone). */
+  dispose(): void {
+    clearInterval(this.#timer);
+    this.#stopping = true;
+  }
+}

@@ -1,0 +1,1 @@
+export { type ClusterConnection, type ClusterOptions, freePort, TestCluster } from './cluster.js';
