@@ -53,12 +53,11 @@ describe('ReplicationConnection', () => {
     const conn = await ReplicationConnection.open(db.options);
     try {
       const slot = await conn.createSlot('s_stream');
-      await db.sql(`
-        INSERT INTO items VALUES (1, 'a', 1.50), (2, 'b', NULL);
-        UPDATE items SET name = 'bb' WHERE id = 2;
-        DELETE FROM items WHERE id = 1;
-        TRUNCATE items;
-      `);
+      // One statement per call: a multi-statement query is a single transaction.
+      await db.sql(`INSERT INTO items VALUES (1, 'a', 1.50), (2, 'b', NULL)`);
+      await db.sql(`UPDATE items SET name = 'bb' WHERE id = 2`);
+      await db.sql(`DELETE FROM items WHERE id = 1`);
+      await db.sql(`TRUNCATE items`);
       const stream = conn.startReplication('s_stream', 0n, { publications: ['pub'] });
       const messages = await collect(stream, (m) => m.some((x) => x.tag === 'truncate') && m.at(-1)?.tag === 'commit');
       const tags = messages.map((m) => m.tag);
