@@ -1,0 +1,358 @@
+/**
+ * The streaming half of a pipeline: reads pgoutput from the slot, assembles whole transactions
+ * into batches, hands them to the sink, and confirms to Postgres only what the sink made durable.
+ *
+ * Guarantees, and how:
+ * - Exactly-once with a transactional sink: a transaction whose commit is at or before the sink's
+ *   stored position is skipped (Postgres re-sends unconfirmed transactions after a restart), and
+ *   a table copied at snapshot LSN S skips transactions that committed before S (they are in the copy).
+ * - Bounded memory: a transaction larger than a batch is written in parts inside one sink
+ *   transaction; the socket is not read while the sink is behind (one batch in flight, one filling).
+ * - Commit order: batches are written one at a time, in order; a part of an open transaction is
+ *   only written after every earlier transaction was committed on its own.
+ * - Idle slots move: when nothing is pending, the server's position (asked for with a status
+ *   update, never waited for on the keepalive timer) is recorded in the sink and confirmed.
+ */
+import { PgReplicateError } from '../errors.js';
+import type { ChangeEvent, TransactionInfo } from '../events.js';
+import { formatLsn, type Lsn } from '../lsn.js';
+import type { PgoutputMessage, RelationMessage } from '../pgoutput/messages.js';
+import type { ReplicationEvent, ReplicationStream } from '../protocol/replication-stream.js';
+import { schemaChanged, type TableSchema, tableKey } from '../schema.js';
+import type { Sink } from '../sink/sink.js';
+import type { PostgresSource } from '../source/postgres-source.js';
+import type { Logger, PipelineStats, ProgressEvent } from './progress.js';
+
+export interface CdcOptions {
+  /** Rows per sink batch; also the size of the parts a large transaction is written in. */
+  batchMaxRows: number;
+  /** A batch is written at the first commit after it is this old. */
+  batchMaxDelayMs: number;
+  /** Position the sink has durably applied (transactions ending at or before it are skipped). */
+  durableLsn: Lsn | null;
+  /** `both` mode: tables with the LSN of the snapshot they were copied at; others are not applied. */
+  copiedTables: ReadonlyMap<string, Lsn | null> | null;
+  /** Stop once everything up to here is durable. */
+  endLsn: Lsn | undefined;
+  /** How long the stream may be quiet before we ask the server where it is (default 250 ms). */
+  idleProbeMs?: number;
+  heartbeatIntervalMs: number | undefined;
+  signal: AbortSignal | undefined;
+  onProgress: (event: ProgressEvent) => void;
+  logger: Logger;
+  stats: PipelineStats;
+}
+
+type Counts = Record<'insert' | 'update' | 'delete' | 'truncate', number>;
+
+const TIMEOUT = Symbol('timeout');
+
+export class CdcLoop {
+  readonly #source: PostgresSource;
+  readonly #sink: Sink;
+  readonly #stream: ReplicationStream;
+  readonly #options: CdcOptions;
+  readonly #tables = new Map<number, TableSchema>();
+  /** Tables whose changes are skipped (not copied yet in `both` mode), warned about once. */
+  readonly #skippedTables = new Set<number>();
+  readonly #alreadyApplied: Lsn | null;
+
+  #tx: TransactionInfo | null = null;
+  #skipTx = false;
+
+  #events: ChangeEvent[] = [];
+  #committedCount = 0;
+  #commitLsn: Lsn | null = null;
+  #lastCommitTime = 0n;
+  #batchStarted = 0;
+  #batchTransactions = 0;
+
+  #writing: Promise<void> | null = null;
+  #durable: Lsn | null;
+  #serverPosition: Lsn = 0n;
+  #lastActivity = performance.now();
+  #lastProbe = 0;
+  #lastHeartbeat = performance.now();
+
+  constructor(source: PostgresSource, sink: Sink, stream: ReplicationStream, options: CdcOptions) {
+    this.#source = source;
+    this.#sink = sink;
+    this.#stream = stream;
+    this.#options = options;
+    this.#durable = options.durableLsn;
+    this.#alreadyApplied = options.durableLsn;
+    for (const table of source.tables) this.#tables.set(table.relationId, table);
+  }
+
+  get durableLsn(): Lsn | null {
+    return this.#durable;
+  }
+
+  async run(): Promise<void> {
+    const { signal } = this.#options;
+    let next: Promise<ReplicationEvent[] | null> | null = null;
+    const abort = new Promise<typeof TIMEOUT>((resolve) => signal?.addEventListener('abort', () => resolve(TIMEOUT)));
+    while (!signal?.aborted && !this.#reachedEnd()) {
+      next ??= this.#stream.next();
+      next.catch(() => {});
+      const events = await Promise.race([next, abort, delay(this.#waitMs())]);
+      if (events === TIMEOUT) {
+        await this.#onQuiet();
+        continue;
+      }
+      next = null;
+      if (events === null) {
+        throw new PgReplicateError('CONNECTION_LOST', 'the server ended the replication stream', {
+          hint: 'check the server log; the pipeline resumes from the last durable position when restarted',
+        });
+      }
+      this.#lastActivity = performance.now();
+      for (const event of events) {
+        if (event.type === 'keepalive') this.#serverPosition = maxOf(this.#serverPosition, event.walEnd);
+        else await this.#onMessage(event.message, event.lsn);
+      }
+    }
+    // Stop: write what is committed; an open transaction is abandoned and will be sent again.
+    await this.#flushCommitted();
+    await this.#settle();
+  }
+
+  #waitMs(): number {
+    const now = performance.now();
+    const probe = this.#options.idleProbeMs ?? 250;
+    let wait = Math.max(0, this.#lastActivity + probe - now);
+    if (this.#commitLsn !== null) wait = Math.min(wait, Math.max(0, this.#batchStarted + this.#options.batchMaxDelayMs - now));
+    if (this.#options.heartbeatIntervalMs !== undefined) {
+      wait = Math.min(wait, Math.max(0, this.#lastHeartbeat + this.#options.heartbeatIntervalMs - now));
+    }
+    return wait;
+  }
+
+  /** Nothing arrived for a while: write a due batch, ask the server where it is, advance if idle. */
+  async #onQuiet(): Promise<void> {
+    const now = performance.now();
+    if (this.#commitLsn !== null && now - this.#batchStarted >= this.#options.batchMaxDelayMs) {
+      await this.#flushCommitted();
+    }
+    if (this.#options.heartbeatIntervalMs !== undefined && now - this.#lastHeartbeat >= this.#options.heartbeatIntervalMs) {
+      this.#lastHeartbeat = now;
+      await this.#source.heartbeat().catch((error: Error) => this.#options.logger.warn(`heartbeat failed: ${error.message}`));
+    }
+    const idle = this.#tx === null && this.#events.length === 0;
+    if (!idle) return;
+    await this.#settle();
+    if (this.#serverPosition > (this.#durable ?? 0n)) {
+      await this.#advance(this.#serverPosition);
+    } else if (now - this.#lastProbe >= (this.#options.idleProbeMs ?? 250)) {
+      // Ask for a keepalive now instead of waiting for the server's own (wal_sender_timeout / 2).
+      this.#lastProbe = now;
+      this.#stream.sendStatus(true);
+    }
+    this.#lastActivity = now;
+  }
+
+  async #onMessage(message: PgoutputMessage, lsn: Lsn): Promise<void> {
+    switch (message.tag) {
+      case 'begin':
+        this.#tx = { xid: message.xid, commitLsn: message.finalLsn, commitTime: message.commitTime };
+        this.#skipTx = this.#alreadyApplied !== null && message.finalLsn < this.#alreadyApplied;
+        return;
+      case 'commit':
+        if (!this.#skipTx) {
+          this.#commitLsn = message.endLsn;
+          this.#committedCount = this.#events.length;
+          this.#lastCommitTime = message.commitTime;
+          this.#batchTransactions++;
+          if (this.#batchTransactions === 1) this.#batchStarted = performance.now();
+        }
+        this.#tx = null;
+        this.#serverPosition = maxOf(this.#serverPosition, message.endLsn);
+        if (
+          this.#events.length >= this.#options.batchMaxRows ||
+          performance.now() - this.#batchStarted >= this.#options.batchMaxDelayMs ||
+          this.#reachesEnd(message.endLsn)
+        ) {
+          await this.#flushCommitted();
+        }
+        return;
+      case 'relation':
+        await this.#onRelation(message, lsn);
+        return;
+      case 'insert':
+      case 'update':
+      case 'delete': {
+        const table = this.#applicable(message.relation.relationId);
+        if (table === undefined) return;
+        const tx = this.#tx!;
+        if (message.tag === 'insert') this.#push({ op: 'insert', table, new: message.new, lsn, tx });
+        else if (message.tag === 'update') {
+          const old = message.key ?? message.old;
+          this.#push({ op: 'update', table, new: message.new, old, oldIsKey: message.key !== undefined, lsn, tx });
+        } else {
+          const old = (message.key ?? message.old)!;
+          this.#push({ op: 'delete', table, old, oldIsKey: message.key !== undefined, lsn, tx });
+        }
+        if (this.#events.length - this.#committedCount >= this.#options.batchMaxRows) {
+          await this.#flushPart();
+        }
+        return;
+      }
+      case 'truncate': {
+        const tables = message.relations
+          .map((relation) => this.#applicable(relation.relationId))
+          .filter((table): table is TableSchema => table !== undefined);
+        if (tables.length > 0) {
+          this.#push({
+            op: 'truncate',
+            tables,
+            cascade: message.cascade,
+            restartIdentity: message.restartIdentity,
+            lsn,
+            tx: this.#tx!,
+          });
+        }
+        return;
+      }
+      case 'message':
+        // Our heartbeats (and other non-transactional messages) mark a position with nothing to apply.
+        if (!message.transactional && this.#tx === null) this.#serverPosition = maxOf(this.#serverPosition, message.lsn);
+        return;
+      case 'origin':
+      case 'type':
+        return;
+      default:
+        throw new PgReplicateError('PROTOCOL_VIOLATION', `unexpected ${message.tag} message at ${formatLsn(lsn)}`, {
+          hint: 'streaming and two-phase options were not requested; please report this with the server version',
+        });
+    }
+  }
+
+  /** The table's schema if its changes in the current transaction are to be applied. */
+  #applicable(relationId: number): TableSchema | undefined {
+    if (this.#skipTx || this.#skippedTables.has(relationId)) return undefined;
+    const table = this.#tables.get(relationId);
+    if (table === undefined) return undefined;
+    const copied = this.#options.copiedTables;
+    if (copied !== null) {
+      const snapshotLsn = copied.get(tableKey(table));
+      // Committed before the table's snapshot: the copy already contains it.
+      if (snapshotLsn !== undefined && snapshotLsn !== null && this.#tx!.commitLsn < snapshotLsn) return undefined;
+    }
+    return table;
+  }
+
+  async #onRelation(relation: RelationMessage, lsn: Lsn): Promise<void> {
+    const previous = this.#tables.get(relation.relationId);
+    const schema = await this.#source.schemaFromRelation(relation, previous);
+    if (previous !== undefined && !schemaChanged(previous, schema)) return;
+    this.#tables.set(relation.relationId, schema);
+    const copied = this.#options.copiedTables;
+    if (previous === undefined && copied !== null && !copied.has(tableKey(schema))) {
+      this.#skippedTables.add(relation.relationId);
+      this.#options.logger.warn(
+        `table ${tableKey(schema)} joined the publication while streaming; its changes are skipped until a restart copies it`,
+      );
+      return;
+    }
+    if (previous === undefined) {
+      // A table that joined the publication (cdc mode): create it in the sink, in stream order.
+      await this.#flushCommitted();
+      await this.#settle();
+      await this.#sink.prepare([schema]);
+      return;
+    }
+    if (this.#skipTx) return;
+    this.#options.logger.info(`schema of ${tableKey(schema)} changed at ${formatLsn(lsn)}`);
+    this.#push({ op: 'schema', table: schema, previous, lsn, tx: this.#tx ?? emptyTx(lsn) });
+  }
+
+  #push(event: ChangeEvent): void {
+    this.#events.push(event);
+  }
+
+  /** Writes every fully committed transaction in the batch, with its commit position. */
+  async #flushCommitted(): Promise<void> {
+    if (this.#commitLsn === null) return;
+    const events = this.#committedCount === this.#events.length ? this.#events : this.#events.slice(0, this.#committedCount);
+    this.#events = this.#committedCount === this.#events.length ? [] : this.#events.slice(this.#committedCount);
+    const lsn = this.#commitLsn;
+    const commitTime = this.#lastCommitTime;
+    const transactions = this.#batchTransactions;
+    this.#commitLsn = null;
+    this.#committedCount = 0;
+    this.#batchTransactions = 0;
+    await this.#write(events, lsn, commitTime, transactions);
+  }
+
+  /** A transaction outgrew the batch: commit what came before it, then write this part of it. */
+  async #flushPart(): Promise<void> {
+    await this.#flushCommitted();
+    const events = this.#events;
+    this.#events = [];
+    await this.#write(events, null, 0n, 0);
+  }
+
+  /** Records a position with nothing to apply (idle WAL), then confirms it. */
+  async #advance(lsn: Lsn): Promise<void> {
+    await this.#write([], lsn, 0n, 0);
+    await this.#settle();
+    this.#options.onProgress({ type: 'advanced', lsn });
+  }
+
+  async #write(events: ChangeEvent[], lsn: Lsn | null, commitTime: bigint, transactions: number): Promise<void> {
+    await this.#settle();
+    const write = this.#sink.writeChanges({ events, commit: lsn === null ? undefined : { lsn } }).then(() => {
+      if (lsn === null) return;
+      this.#durable = lsn;
+      this.#stream.confirm(lsn);
+      this.#record(events, lsn, commitTime, transactions);
+    });
+    write.catch(() => {});
+    this.#writing = write;
+  }
+
+  /** Waits for the batch in flight; rethrows its error. */
+  async #settle(): Promise<void> {
+    const writing = this.#writing;
+    if (writing === null) return;
+    await writing;
+    if (this.#writing === writing) this.#writing = null;
+  }
+
+  #record(events: readonly ChangeEvent[], lsn: Lsn, commitTime: bigint, transactions: number): void {
+    const stats = this.#options.stats;
+    stats.durableLsn = lsn;
+    if (transactions === 0 && events.length === 0) return;
+    const counts: Counts = { insert: 0, update: 0, delete: 0, truncate: 0 };
+    for (const event of events) if (event.op !== 'schema') counts[event.op]++;
+    stats.inserts += counts.insert;
+    stats.updates += counts.update;
+    stats.deletes += counts.delete;
+    stats.truncates += counts.truncate;
+    stats.transactions += transactions;
+    stats.batches++;
+    const lagMs = commitTime === 0n ? 0 : Math.max(0, Date.now() - Number(commitTime / 1000n));
+    stats.lastLagMs = lagMs;
+    this.#options.onProgress({ type: 'changes', counts, transactions, lsn, lagMs });
+  }
+
+  #reachesEnd(lsn: Lsn): boolean {
+    return this.#options.endLsn !== undefined && lsn >= this.#options.endLsn;
+  }
+
+  #reachedEnd(): boolean {
+    return this.#durable !== null && this.#reachesEnd(this.#durable);
+  }
+}
+
+function emptyTx(lsn: Lsn): TransactionInfo {
+  return { xid: 0, commitLsn: lsn, commitTime: 0n };
+}
+
+function maxOf(a: Lsn, b: Lsn): Lsn {
+  return a > b ? a : b;
+}
+
+function delay(ms: number): Promise<typeof TIMEOUT> {
+  return new Promise((resolve) => setTimeout(resolve, ms, TIMEOUT).unref());
+}

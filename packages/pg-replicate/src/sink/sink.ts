@@ -1,0 +1,90 @@
+/**
+ * The one interface every destination implements. It is deliberately small: a sink learns the
+ * tables, receives copied rows and change batches in order, and reports the resumption state it
+ * has durably stored. Durability and resumption belong to the sink because only the sink can make
+ * them atomic with the data; the pipeline does the rest (ordering, batching, skipping what the
+ * stored state says is already applied, confirming positions to Postgres).
+ *
+ * Call order, always awaited one at a time (a sink never sees two calls at once):
+ * `open` → `prepare` → (`beginCopy` → `writeRows`* → `endCopy`)* → `writeChanges`* → `close`.
+ */
+import type { ChangeEvent } from '../events.js';
+import type { Lsn } from '../lsn.js';
+import type { RowData } from '../row.js';
+import type { TableSchema } from '../schema.js';
+import type { TypeRegistry } from '../types/type-registry.js';
+
+/** What a sink has durably stored about its progress. */
+export interface SinkState {
+  /**
+   * Tables whose backfill completed, by {@link tableKey}, with the LSN of the snapshot they were
+   * copied at (`null` for a copy without a slot): changes committed before it are in the copy.
+   */
+  readonly copiedTables: ReadonlyMap<string, Lsn | null>;
+  /** End LSN of the last transaction durably applied (`null`: nothing yet, or not tracked). */
+  readonly lastLsn: Lsn | null;
+}
+
+export const EMPTY_SINK_STATE: SinkState = { copiedTables: new Map(), lastLsn: null };
+
+/** What the pipeline hands a sink when opening it. */
+export interface SinkContext {
+  /** Parsers for every column type of the replicated tables (see `parseRow`). */
+  readonly types: TypeRegistry;
+  /** Name of the pipeline (slot or publication), for sinks that keep state for several. */
+  readonly pipelineId: string;
+}
+
+/** A batch of change events, in commit order. */
+export interface ChangeBatch {
+  readonly events: readonly ChangeEvent[];
+  /**
+   * Set when the batch ends at a transaction boundary: everything written since the previous
+   * commit (this batch and earlier partial ones) must become durable together with `lastLsn = lsn`.
+   * Absent when a transaction is larger than a batch: more of it follows, and nothing of it may
+   * become visible (for transactional sinks) until a batch with `commit` arrives.
+   */
+  readonly commit?: { readonly lsn: Lsn } | undefined;
+}
+
+export interface Sink {
+  /** Short name for logs and metrics, e.g. `duckdb`. */
+  readonly name: string;
+
+  /**
+   * Whether the sink applies each change batch and its state atomically (exactly-once). If false,
+   * delivery is at-least-once: after a crash, the unconfirmed tail is delivered again.
+   */
+  readonly transactional: boolean;
+
+  /** Connects or opens files; returns the durable resumption state (empty on a first run). */
+  open(context: SinkContext): Promise<SinkState>;
+
+  /**
+   * The tables about to be replicated, with their current schemas: create what is missing and
+   * adapt what changed. Later schema changes arrive as `schema` events inside change batches.
+   */
+  prepare(tables: readonly TableSchema[]): Promise<void>;
+
+  /**
+   * A table's backfill starts: discard whatever an earlier, interrupted copy of it left behind
+   * (and any rows of it at all — the copy replaces the table's contents). `snapshotLsn` is the
+   * LSN the copy is consistent with (null without a slot).
+   */
+  beginCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void>;
+
+  /** Copied rows of the table, in batches. Need not be durable until `endCopy`. */
+  writeRows(table: TableSchema, rows: readonly RowData[]): Promise<void>;
+
+  /** The table's copy is complete: make its rows durable and record it as copied at `snapshotLsn`. */
+  endCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void>;
+
+  /** Applies a batch of changes (see {@link ChangeBatch.commit} for durability). */
+  writeChanges(batch: ChangeBatch): Promise<void>;
+
+  /**
+   * Releases resources. A transaction left open by a batch without `commit` is abandoned (rolled
+   * back): it will be delivered again in full.
+   */
+  close(): Promise<void>;
+}

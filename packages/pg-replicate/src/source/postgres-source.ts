@@ -1,0 +1,298 @@
+/**
+ * The Postgres side of a pipeline: checks the server, knows the published tables and their types,
+ * opens consistent snapshots for backfill (from the slot's creation, or from a temporary slot when
+ * the main slot already exists), copies tables, and streams changes from the slot.
+ *
+ * Connections: one ordinary "control" connection for the catalog and heartbeats, one walsender
+ * connection for the slot, and one ordinary connection per concurrent table copy.
+ */
+import type pg from 'pg';
+import { connect, quoteIdent } from '../connection/connect.js';
+import {
+  type ConnectionInput,
+  type ConnectionOptions,
+  describeConnection,
+  resolveConnection,
+} from '../connection/connection-options.js';
+import { PgReplicateError } from '../errors.js';
+import type { Lsn } from '../lsn.js';
+import type { RelationMessage } from '../pgoutput/messages.js';
+import { type CreatedSlot, ReplicationConnection } from '../protocol/replication-connection.js';
+import type { ReplicationStream } from '../protocol/replication-stream.js';
+import type { CopyTextRow } from '../row.js';
+import type { ColumnSchema, TableSchema } from '../schema.js';
+import { TypeRegistry } from '../types/type-registry.js';
+import { currentWalLsn, type PublishedTable, replicationSlot, type SlotInfo } from './catalog.js';
+import { type PreflightResult, preflight, type ReplicationMode } from './preflight.js';
+import { type CopyTableOptions, copyTable } from './table-copy.js';
+
+export interface PostgresSourceOptions {
+  /** Connection settings; unset fields come from DATABASE_URL / PG* variables / libpq defaults. */
+  connection?: ConnectionInput | ConnectionOptions;
+  /** Publication(s) whose tables are replicated. */
+  publication: string | readonly string[];
+  /** Replication slot (created when missing); required for `cdc` and `both`. */
+  slot?: string;
+  /** See {@link PreflightOptions.requireReplicaIdentity}. */
+  requireReplicaIdentity?: boolean;
+  /** Standby status interval (default 10 s). */
+  statusIntervalMs?: number;
+}
+
+/** A consistent view of the database for backfill, and the LSN from which streaming continues it. */
+export interface Snapshot {
+  /** For `SET TRANSACTION SNAPSHOT` (null: a plain transaction, see {@link PostgresSource.copyTable}). */
+  readonly name: string | null;
+  /** Changes committed before this LSN are in the snapshot; null without a slot (copy mode). */
+  readonly lsn: Lsn | null;
+  /** True when the main slot was created for this snapshot (it did not exist before). */
+  readonly createdSlot: boolean;
+  /** Ends the snapshot (closes the connection that holds it). */
+  release(): Promise<void>;
+}
+
+export class PostgresSource {
+  readonly connection: ConnectionOptions;
+  readonly publications: readonly string[];
+  readonly slot: string | undefined;
+  readonly types = new TypeRegistry();
+  readonly #options: PostgresSourceOptions;
+  #control: pg.Client | null = null;
+  #replication: ReplicationConnection | null = null;
+  #preflight: PreflightResult | null = null;
+
+  constructor(options: PostgresSourceOptions) {
+    this.#options = options;
+    this.connection = resolveConnection(options.connection);
+    this.publications = typeof options.publication === 'string' ? [options.publication] : options.publication;
+    this.slot = options.slot;
+  }
+
+  /** `user@host:port/db` — safe to log. */
+  get description(): string {
+    return describeConnection(this.connection);
+  }
+
+  /** Connects, runs every preflight check for `mode`, and loads the tables and their types. */
+  async open(mode: ReplicationMode): Promise<PreflightResult> {
+    this.#control ??= await connect(this.connection);
+    const result = await preflight(this.#control, {
+      mode,
+      publications: this.publications,
+      slot: this.slot,
+      requireReplicaIdentity: this.#options.requireReplicaIdentity,
+    });
+    await this.types.load(
+      this.#control,
+      result.tables.flatMap((table) => table.columns.map((column) => column.typeOid)),
+    );
+    this.#preflight = result;
+    return result;
+  }
+
+  get tables(): readonly PublishedTable[] {
+    return this.#requirePreflight().tables;
+  }
+
+  get server(): PreflightResult['server'] {
+    return this.#requirePreflight().server;
+  }
+
+  /** The slot as found by the last {@link open} or {@link refreshSlot}. */
+  get slotInfo(): SlotInfo | null {
+    return this.#requirePreflight().slot;
+  }
+
+  async refreshSlot(): Promise<SlotInfo | null> {
+    const result = this.#requirePreflight();
+    result.slot = await replicationSlot(this.#controlClient(), this.#requireSlot(), result.server.versionNum);
+    return result.slot;
+  }
+
+  async currentWalLsn(): Promise<Lsn> {
+    return currentWalLsn(this.#controlClient());
+  }
+
+  /**
+   * Opens a snapshot consistent with the replication slot:
+   * - slot missing: creates it with an exported snapshot (streaming later starts exactly there);
+   * - slot present: creates a TEMPORARY slot just for its exported snapshot; changes the main slot
+   *   streams that committed before the snapshot's LSN must then be skipped for tables copied in it.
+   * Without a slot (copy mode) the snapshot is a plain REPEATABLE READ transaction.
+   */
+  async openSnapshot(mode: ReplicationMode): Promise<Snapshot> {
+    if (mode === 'copy') {
+      return { name: null, lsn: null, createdSlot: false, release: async () => {} };
+    }
+    const slotName = this.#requireSlot();
+    if (this.slotInfo === null) {
+      const replication = await this.#replicationConnection();
+      const created = await this.#createSlot(replication, slotName, false);
+      await this.refreshSlot();
+      // The snapshot lives until the next command on this connection: streaming starts after the copy.
+      return { name: created.snapshotName, lsn: created.consistentPoint, createdSlot: true, release: async () => {} };
+    }
+    const temporary = await ReplicationConnection.open(this.connection);
+    try {
+      const name = `${slotName}_sync_${process.pid}_${Date.now().toString(36)}`.slice(0, 63);
+      const created = await this.#createSlot(temporary, name, true);
+      return {
+        name: created.snapshotName,
+        lsn: created.consistentPoint,
+        createdSlot: false,
+        release: () => temporary.close(),
+      };
+    } catch (error) {
+      await temporary.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Copies a table inside `snapshot` on a connection of its own, yielding batches of rows.
+   * The connection is closed when the generator finishes or is abandoned.
+   */
+  async *copyTable(
+    table: PublishedTable,
+    snapshot: Snapshot,
+    options: CopyTableOptions = {},
+  ): AsyncGenerator<CopyTextRow[], void, undefined> {
+    const client = await connect(this.connection);
+    let finished = false;
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      if (snapshot.name !== null) await client.query(`SET TRANSACTION SNAPSHOT '${snapshot.name}'`);
+      yield* copyTable(client, table, options);
+      await client.query('COMMIT');
+      finished = true;
+    } catch (error) {
+      throw sourceError(error, `copying ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`);
+    } finally {
+      if (finished) await client.end().catch(() => {});
+      // An abandoned COPY leaves the connection mid-stream: drop it rather than wait for the rest.
+      else client.connection.stream.destroy();
+    }
+  }
+
+  /**
+   * Starts streaming from the slot at `startLsn` (the server resumes at the later of it and the
+   * slot's confirmed position). Creates the slot (without snapshot) if it does not exist.
+   */
+  async startStreaming(startLsn: Lsn): Promise<ReplicationStream> {
+    const slotName = this.#requireSlot();
+    const replication = await this.#replicationConnection();
+    if (this.slotInfo === null) {
+      await this.#createSlot(replication, slotName, false, 'nothing');
+      await this.refreshSlot();
+    }
+    return replication.startReplication(slotName, startLsn, {
+      publications: this.publications,
+      statusIntervalMs: this.#options.statusIntervalMs,
+    });
+  }
+
+  /**
+   * The schema for a Relation message: the catalog's view of the table (types' display names,
+   * nullability, primary key) merged with the columns pgoutput now sends.
+   */
+  async schemaFromRelation(relation: RelationMessage, previous: TableSchema | undefined): Promise<TableSchema> {
+    const known = new Map<string, ColumnSchema>((previous?.columns ?? []).map((c) => [c.name, c]));
+    const unknownTypes = relation.columns.filter(
+      (c) => known.get(c.name)?.typeOid !== c.typeOid || known.get(c.name)?.typeMod !== c.typeMod,
+    );
+    const typeNames = new Map<string, string>();
+    if (unknownTypes.length > 0) {
+      await this.types.load(
+        this.#controlClient(),
+        unknownTypes.map((c) => c.typeOid),
+      );
+      const result = await this.#controlClient().query<{ i: string; name: string }>(
+        `SELECT t.i::text AS i, format_type(t.oid, t.typmod) AS name
+           FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS t(oid, typmod, i)`,
+        [unknownTypes.map((c) => c.typeOid), unknownTypes.map((c) => c.typeMod)],
+      );
+      for (const row of result.rows) typeNames.set(unknownTypes[Number(row.i) - 1]!.name, row.name);
+    }
+    const columns: ColumnSchema[] = relation.columns.map((column) => {
+      const before = known.get(column.name);
+      const sameType = before?.typeOid === column.typeOid && before.typeMod === column.typeMod;
+      return {
+        name: column.name,
+        typeOid: column.typeOid,
+        typeMod: column.typeMod,
+        typeName: sameType ? before.typeName : (typeNames.get(column.name) ?? String(column.typeOid)),
+        nullable: sameType ? before.nullable : true,
+        isKey: relation.replicaIdentity === 'full' || column.isKey,
+      };
+    });
+    const names = new Set(columns.map((c) => c.name));
+    return {
+      relationId: relation.relationId,
+      schema: relation.schema,
+      name: relation.name,
+      columns,
+      primaryKey: (previous?.primaryKey ?? []).filter((name) => names.has(name)),
+      replicaIdentity: relation.replicaIdentity,
+      rowFilter: previous?.rowFilter,
+    };
+  }
+
+  /** Emits a non-transactional logical message, so an idle slot has something to confirm. */
+  async heartbeat(): Promise<void> {
+    await this.#controlClient().query(`SELECT pg_logical_emit_message(false, 'pg-replicate', 'heartbeat')`);
+  }
+
+  async close(): Promise<void> {
+    await this.#replication?.close();
+    this.#replication = null;
+    await this.#control?.end().catch(() => {});
+    this.#control = null;
+  }
+
+  async #replicationConnection(): Promise<ReplicationConnection> {
+    this.#replication ??= await ReplicationConnection.open(this.connection);
+    return this.#replication;
+  }
+
+  async #createSlot(
+    replication: ReplicationConnection,
+    name: string,
+    temporary: boolean,
+    snapshot: 'export' | 'nothing' = 'export',
+  ): Promise<CreatedSlot> {
+    return replication.createSlot(name, { temporary, snapshot });
+  }
+
+  #controlClient(): pg.Client {
+    if (this.#control === null) throw new Error('PostgresSource.open() has not been called');
+    return this.#control;
+  }
+
+  #requirePreflight(): PreflightResult {
+    if (this.#preflight === null) throw new Error('PostgresSource.open() has not been called');
+    return this.#preflight;
+  }
+
+  #requireSlot(): string {
+    if (this.slot === undefined) {
+      throw new PgReplicateError('INVALID_ARGUMENT', 'a replication slot name is required to stream changes');
+    }
+    return this.slot;
+  }
+}
+
+function sourceError(error: unknown, what: string): unknown {
+  if (error instanceof PgReplicateError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: string }).code;
+  if (code === '42501') {
+    return new PgReplicateError('MISSING_SELECT_PRIVILEGE', `permission denied ${what}: ${message}`, {
+      hint: 'GRANT SELECT on the table to the replication user',
+      cause: error,
+    });
+  }
+  if (/terminated|ECONNRESET|closed/i.test(message)) {
+    return new PgReplicateError('CONNECTION_LOST', `connection lost while ${what}: ${message}`, { cause: error });
+  }
+  return new PgReplicateError('SERVER_ERROR', `failed ${what}: ${message}`, { cause: error });
+}

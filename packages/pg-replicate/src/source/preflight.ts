@@ -1,0 +1,176 @@
+/**
+ * Checks, before any work, everything about the server that would otherwise fail later (or worse,
+ * silently): server version, wal_level, privileges, the publication and its tables, replica
+ * identities, and the replication slot. Each failure is one {@link PgReplicateError} that says what
+ * is wrong and the exact statement that fixes it.
+ */
+import type pg from 'pg';
+import { quoteIdent } from '../connection/connect.js';
+import { PgReplicateError } from '../errors.js';
+import { identityColumns, tableKey } from '../schema.js';
+import {
+  allPublicationNames,
+  type PublishedTable,
+  publications,
+  publishedTables,
+  replicationSlot,
+  type ServerInfo,
+  type SlotInfo,
+  serverInfo,
+} from './catalog.js';
+
+/** Oldest server we support (pgoutput protocol 2, streaming, messages, binary). */
+export const MIN_SERVER_VERSION = 140000;
+
+export type ReplicationMode = 'copy' | 'cdc' | 'both';
+
+export interface PreflightOptions {
+  mode: ReplicationMode;
+  publications: readonly string[];
+  /** Required for `cdc` and `both`. */
+  slot?: string | undefined;
+  /**
+   * Fail when a table's updates/deletes cannot be applied because rows have no identity (no
+   * primary key and REPLICA IDENTITY DEFAULT, or NOTHING). Default true.
+   */
+  requireReplicaIdentity?: boolean;
+}
+
+export interface PreflightResult {
+  server: ServerInfo;
+  tables: PublishedTable[];
+  /** The slot as it exists now, or null when it will be created. */
+  slot: SlotInfo | null;
+}
+
+export async function preflight(client: pg.Client, options: PreflightOptions): Promise<PreflightResult> {
+  const server = await serverInfo(client);
+  const streaming = options.mode !== 'copy';
+
+  if (server.versionNum < MIN_SERVER_VERSION) {
+    throw new PgReplicateError(
+      'UNSUPPORTED_SERVER_VERSION',
+      `Postgres ${formatVersion(server.versionNum)} is not supported`,
+      { hint: 'pg-replicate needs Postgres 14 or newer (tested on 14–18)' },
+    );
+  }
+  if (streaming && server.walLevel !== 'logical') {
+    throw new PgReplicateError('WAL_LEVEL_NOT_LOGICAL', `wal_level is "${server.walLevel}", not "logical"`, {
+      hint: "run ALTER SYSTEM SET wal_level = 'logical'; then restart Postgres",
+    });
+  }
+  if (streaming && !server.canReplicate) {
+    throw new PgReplicateError(
+      'MISSING_REPLICATION_PRIVILEGE',
+      `role "${server.currentUser}" lacks the REPLICATION attribute`,
+      { hint: `run ALTER ROLE ${quoteIdent(server.currentUser)} WITH REPLICATION; as a superuser` },
+    );
+  }
+
+  const found = await publications(client, options.publications);
+  const missing = options.publications.filter((name) => !found.some((p) => p.name === name));
+  if (missing.length > 0) {
+    const existing = await allPublicationNames(client);
+    throw new PgReplicateError(
+      'PUBLICATION_NOT_FOUND',
+      `publication ${missing.map((m) => `"${m}"`).join(', ')} does not exist in database "${server.database}"`,
+      {
+        detail: existing.length > 0 ? `existing publications: ${existing.join(', ')}` : 'there are no publications',
+        hint: `create it with CREATE PUBLICATION ${quoteIdent(missing[0]!)} FOR TABLE <tables>; (or FOR ALL TABLES)`,
+      },
+    );
+  }
+
+  const tables = await publishedTables(client, options.publications, server.versionNum);
+  if (tables.length === 0) {
+    throw new PgReplicateError('PUBLICATION_EMPTY', `publication ${options.publications.join(', ')} has no tables`, {
+      hint: `add tables with ALTER PUBLICATION ${quoteIdent(options.publications[0]!)} ADD TABLE <table>;`,
+    });
+  }
+
+  const unreadable = tables.filter((table) => !table.selectable);
+  if (unreadable.length > 0 && options.mode !== 'cdc') {
+    const names = unreadable.map(tableKey).join(', ');
+    throw new PgReplicateError('MISSING_SELECT_PRIVILEGE', `role "${server.currentUser}" cannot read ${names}`, {
+      hint: `run GRANT SELECT ON ${names} TO ${quoteIdent(server.currentUser)};`,
+    });
+  }
+
+  if (streaming && options.requireReplicaIdentity !== false) {
+    const changesRows = found.some((p) => p.publishesUpdate || p.publishesDelete);
+    const unidentified = tables.filter((table) => identityColumns(table).length === 0);
+    if (changesRows && unidentified.length > 0) {
+      const table = tableKey(unidentified[0]!);
+      throw new PgReplicateError(
+        'NO_REPLICA_IDENTITY',
+        `table ${unidentified.map(tableKey).join(', ')} has no primary key or replica identity, so its updates and deletes cannot be applied`,
+        { hint: `add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (…);) or run ALTER TABLE ${table} REPLICA IDENTITY FULL;` },
+      );
+    }
+  }
+
+  let slot: SlotInfo | null = null;
+  if (streaming) {
+    if (options.slot === undefined) {
+      throw new PgReplicateError('INVALID_ARGUMENT', `mode ${options.mode} needs a replication slot name`);
+    }
+    slot = await replicationSlot(client, options.slot, server.versionNum);
+    checkSlot(slot, options.slot, server);
+    if (server.activeWalSenders >= server.maxWalSenders) {
+      throw new PgReplicateError(
+        'WAL_SENDERS_EXHAUSTED',
+        `all ${server.maxWalSenders} WAL senders (max_wal_senders) are in use`,
+        { hint: 'raise max_wal_senders (needs a restart) or stop an unused replication client' },
+      );
+    }
+  }
+  return { server, tables, slot };
+}
+
+function checkSlot(slot: SlotInfo | null, name: string, server: ServerInfo): void {
+  if (slot === null) {
+    if (server.usedReplicationSlots >= server.maxReplicationSlots) {
+      throw new PgReplicateError(
+        'SLOTS_EXHAUSTED',
+        `cannot create slot "${name}": all ${server.maxReplicationSlots} replication slots are in use`,
+        {
+          hint: 'drop an unused slot (SELECT pg_drop_replication_slot(name)) or raise max_replication_slots (needs a restart)',
+        },
+      );
+    }
+    return;
+  }
+  if (slot.slotType !== 'logical' || slot.plugin !== 'pgoutput') {
+    throw new PgReplicateError(
+      'SLOT_WRONG_PLUGIN',
+      `slot "${name}" exists but is a ${slot.slotType} slot${slot.plugin ? ` for plugin ${slot.plugin}` : ''}, not pgoutput`,
+      { hint: `use another slot name, or drop it with SELECT pg_drop_replication_slot('${name}'); if nothing uses it` },
+    );
+  }
+  if (slot.database !== server.database) {
+    throw new PgReplicateError(
+      'SLOT_WRONG_DATABASE',
+      `slot "${name}" belongs to database "${slot.database}", not "${server.database}"`,
+      { hint: 'connect to that database, or use another slot name' },
+    );
+  }
+  if (slot.walStatus === 'lost' || slot.invalidationReason !== null) {
+    throw new PgReplicateError('SLOT_INVALIDATED', `slot "${name}" was invalidated and can no longer stream`, {
+      detail: slot.invalidationReason ? `reason: ${slot.invalidationReason}` : 'wal_status = lost',
+      hint: `the WAL it needed was removed (see max_slot_wal_keep_size); drop it with SELECT pg_drop_replication_slot('${name}'); and run "both" to copy the tables again`,
+    });
+  }
+  if (slot.active) {
+    throw new PgReplicateError(
+      'SLOT_IN_USE',
+      `slot "${name}" is in use by another process${slot.activePid ? ` (PID ${slot.activePid})` : ''}`,
+      {
+        hint: `stop the other consumer, or if it is stuck: SELECT pg_terminate_backend(${slot.activePid ?? 'active_pid'});`,
+      },
+    );
+  }
+}
+
+function formatVersion(versionNum: number): string {
+  return `${Math.floor(versionNum / 10000)}.${versionNum % 10000}`;
+}
