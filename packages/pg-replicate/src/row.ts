@@ -39,7 +39,7 @@ export function parseRow(row: RowData, table: TableSchema, types: TypeRegistry):
   return values;
 }
 
-const enum Byte {
+enum Byte {
   Tab = 0x09,
   Newline = 0x0a,
   Backslash = 0x5c,
@@ -111,12 +111,12 @@ export class CopyTextRow implements RowData {
 }
 
 const ESCAPES: Record<number, number> = {
-  0x62: 0x08, // \b
-  0x66: 0x0c, // \f
-  0x6e: 0x0a, // \n
-  0x72: 0x0d, // \r
-  0x74: 0x09, // \t
-  0x76: 0x0b, // \v
+  98: 0x08, // \b
+  102: 0x0c, // \f
+  110: 0x0a, // \n
+  114: 0x0d, // \r
+  116: 0x09, // \t
+  118: 0x0b, // \v
 };
 
 /** Decodes COPY text escapes (`\\`, `\n`, `\t`, …, octal `\NNN`, hex `\xHH`) in a field. */

@@ -10,7 +10,10 @@ export interface TestDatabase {
   options: ConnectionOptions;
   url: string;
   /** Runs SQL (several statements allowed) and returns the last statement's rows. */
-  sql<Row extends Record<string, unknown> = Record<string, unknown>>(text: string, values?: unknown[]): Promise<Row[]>;
+  sql<Row extends Record<string, unknown> = Record<string, unknown>>(
+    text: string,
+    values?: unknown[],
+  ): Promise<Row[]>;
   /** A client of its own (for holding transactions open); the caller ends it. */
   client(): Promise<pg.Client>;
   close(): Promise<void>;
@@ -52,7 +55,9 @@ export async function freshDatabase(prefix = 'test'): Promise<TestDatabase> {
         )
         .catch(() => {});
       await cleanup
-        .query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, [name])
+        .query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, [
+          name,
+        ])
         .catch(() => {});
       await cleanup.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
       await cleanup.end();
@@ -61,7 +66,11 @@ export async function freshDatabase(prefix = 'test'): Promise<TestDatabase> {
 }
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
-export async function waitFor<T>(check: () => Promise<T> | T, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+export async function waitFor<T>(
+  check: () => Promise<T> | T,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

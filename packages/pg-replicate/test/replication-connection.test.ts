@@ -59,18 +59,39 @@ describe('ReplicationConnection', () => {
       await db.sql(`DELETE FROM items WHERE id = 1`);
       await db.sql(`TRUNCATE items`);
       const stream = conn.startReplication('s_stream', 0n, { publications: ['pub'] });
-      const messages = await collect(stream, (m) => m.some((x) => x.tag === 'truncate') && m.at(-1)?.tag === 'commit');
+      const messages = await collect(
+        stream,
+        (m) => m.some((x) => x.tag === 'truncate') && m.at(-1)?.tag === 'commit',
+      );
       const tags = messages.map((m) => m.tag);
       // pgoutput re-sends Relation after invalidations (e.g. TRUNCATE), so only its presence is fixed.
       expect(tags.indexOf('relation')).toBe(1);
-      expect(tags.filter((t) => t !== 'relation')).toEqual(['begin', 'insert', 'insert', 'commit', 'begin', 'update', 'commit', 'begin', 'delete', 'commit', 'begin', 'truncate', 'commit']);
+      expect(tags.filter((t) => t !== 'relation')).toEqual([
+        'begin',
+        'insert',
+        'insert',
+        'commit',
+        'begin',
+        'update',
+        'commit',
+        'begin',
+        'delete',
+        'commit',
+        'begin',
+        'truncate',
+        'commit',
+      ]);
       const inserts = messages.filter((m) => m.tag === 'insert');
       expect(inserts[0]!.new.text(0)).toBe('1');
       expect(inserts[0]!.new.text(2)).toBe('1.50');
       expect(inserts[1]!.new.isNull(2)).toBe(true);
       const relation = messages.find((m) => m.tag === 'relation')!;
       expect(relation).toMatchObject({ schema: 'public', name: 'items', replicaIdentity: 'default' });
-      expect(relation.columns.map((c) => [c.name, c.isKey])).toEqual([['id', true], ['name', false], ['price', false]]);
+      expect(relation.columns.map((c) => [c.name, c.isKey])).toEqual([
+        ['id', true],
+        ['name', false],
+        ['price', false],
+      ]);
       const del = messages.find((m) => m.tag === 'delete')!;
       expect(del.key?.text(0)).toBe('1');
       const lastCommit = messages.filter((m) => m.tag === 'commit').at(-1)!;

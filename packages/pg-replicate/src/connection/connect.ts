@@ -31,7 +31,10 @@ export interface ConnectOptions {
  * are left to the caller's own handling, but an 'error' listener is installed so that they never
  * crash the process as unhandled events.
  */
-export async function connect(options: ConnectionOptions, connectOptions: ConnectOptions = {}): Promise<pg.Client> {
+export async function connect(
+  options: ConnectionOptions,
+  connectOptions: ConnectOptions = {},
+): Promise<pg.Client> {
   const attempts = sslAttempts(options);
   let lastError: unknown;
   for (const ssl of attempts) {
@@ -122,7 +125,11 @@ function isSslNegotiationFailure(error: unknown, ssl: TlsOptions | false): boole
 }
 
 /** Turns whatever `pg` or the socket threw while connecting into one actionable error. */
-export function connectionError(error: unknown, options: ConnectionOptions, connectOptions: ConnectOptions = {}) {
+export function connectionError(
+  error: unknown,
+  options: ConnectionOptions,
+  connectOptions: ConnectOptions = {},
+) {
   if (error instanceof PgReplicateError) return error;
   const where = describeConnection(options);
   const message = error instanceof Error ? error.message : String(error);
@@ -142,15 +149,23 @@ export function connectionError(error: unknown, options: ConnectionOptions, conn
           cause: error,
         });
       case '3D000':
-        return new PgReplicateError('DATABASE_NOT_FOUND', `database "${options.database}" does not exist on ${where}`, {
-          hint: 'check --db-name (or the URL path); list databases with: psql -l',
-          cause: error,
-        });
+        return new PgReplicateError(
+          'DATABASE_NOT_FOUND',
+          `database "${options.database}" does not exist on ${where}`,
+          {
+            hint: 'check --db-name (or the URL path); list databases with: psql -l',
+            cause: error,
+          },
+        );
       case '42501':
-        return new PgReplicateError('MISSING_REPLICATION_PRIVILEGE', `${options.user} may not open a replication connection`, {
-          hint: `run: ALTER ROLE ${quoteIdent(options.user)} WITH REPLICATION;`,
-          cause: error,
-        });
+        return new PgReplicateError(
+          'MISSING_REPLICATION_PRIVILEGE',
+          `${options.user} may not open a replication connection`,
+          {
+            hint: `run: ALTER ROLE ${quoteIdent(options.user)} WITH REPLICATION;`,
+            cause: error,
+          },
+        );
       case '53300':
         if (/wal_senders|walsender|standby connections/i.test(message)) {
           return new PgReplicateError('WAL_SENDERS_EXHAUSTED', `all WAL senders are in use on ${where}`, {
@@ -170,7 +185,9 @@ export function connectionError(error: unknown, options: ConnectionOptions, conn
           cause: error,
         });
       default:
-        return new PgReplicateError('SERVER_ERROR', `cannot connect to ${where}: ${message}`, { cause: error });
+        return new PgReplicateError('SERVER_ERROR', `cannot connect to ${where}: ${message}`, {
+          cause: error,
+        });
     }
   }
   if (code === 'ECONNREFUSED') {
@@ -186,25 +203,37 @@ export function connectionError(error: unknown, options: ConnectionOptions, conn
     });
   }
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ECONNRESET') {
-    return new PgReplicateError('HOST_UNREACHABLE', `cannot reach ${options.host}:${options.port} (${code})`, {
-      hint: 'check the network path to the server',
-      cause: error,
-    });
+    return new PgReplicateError(
+      'HOST_UNREACHABLE',
+      `cannot reach ${options.host}:${options.port} (${code})`,
+      {
+        hint: 'check the network path to the server',
+        cause: error,
+      },
+    );
   }
   if (code === 'ETIMEDOUT' || /timeout/i.test(message)) {
-    return new PgReplicateError('CONNECTION_TIMEOUT', `timed out connecting to ${options.host}:${options.port}`, {
-      hint: 'check that the host is reachable and not firewalled',
-      cause: error,
-    });
+    return new PgReplicateError(
+      'CONNECTION_TIMEOUT',
+      `timed out connecting to ${options.host}:${options.port}`,
+      {
+        hint: 'check that the host is reachable and not firewalled',
+        cause: error,
+      },
+    );
   }
   if (/SSL|TLS|certificate|self[- ]signed/i.test(message) || /CERT|SSL|TLS/.test(code ?? '')) {
-    return new PgReplicateError('TLS_ERROR', `TLS connection to ${options.host}:${options.port} failed: ${message}`, {
-      hint:
-        options.sslmode === 'verify-ca' || options.sslmode === 'verify-full'
-          ? 'point sslrootcert at the CA that signed the server certificate (verify-full also checks the host name)'
-          : 'check the server TLS settings, or use sslmode=disable/prefer if TLS is not required',
-      cause: error,
-    });
+    return new PgReplicateError(
+      'TLS_ERROR',
+      `TLS connection to ${options.host}:${options.port} failed: ${message}`,
+      {
+        hint:
+          options.sslmode === 'verify-ca' || options.sslmode === 'verify-full'
+            ? 'point sslrootcert at the CA that signed the server certificate (verify-full also checks the host name)'
+            : 'check the server TLS settings, or use sslmode=disable/prefer if TLS is not required',
+        cause: error,
+      },
+    );
   }
   if (/terminated|closed|ended/i.test(message)) {
     return new PgReplicateError('CONNECTION_LOST', `connection to ${where} was closed: ${message}`, {

@@ -47,7 +47,8 @@ export function resolveConnection(input: ConnectionInput = {}, env: Env = proces
     fromUrl.port === undefined ? undefined : String(fromUrl.port),
     env['PGPORT'],
   );
-  const sslmode = defined(input.sslmode, fromUrl.sslmode, env['PGSSLMODE'] as SslMode | undefined) ?? 'prefer';
+  const sslmode =
+    defined(input.sslmode, fromUrl.sslmode, env['PGSSLMODE'] as SslMode | undefined) ?? 'prefer';
   if (!SSL_MODES.includes(sslmode)) {
     throw new PgReplicateError('INVALID_ARGUMENT', `unknown sslmode "${sslmode}"`, {
       hint: `use one of ${SSL_MODES.join(', ')}`,
@@ -63,7 +64,8 @@ export function resolveConnection(input: ConnectionInput = {}, env: Env = proces
     sslrootcert: defined(input.sslrootcert, fromUrl.sslrootcert, env['PGSSLROOTCERT']),
     sslcert: defined(input.sslcert, fromUrl.sslcert, env['PGSSLCERT']),
     sslkey: defined(input.sslkey, fromUrl.sslkey, env['PGSSLKEY']),
-    applicationName: defined(input.applicationName, fromUrl.applicationName, env['PGAPPNAME']) ?? 'pg-replicate',
+    applicationName:
+      defined(input.applicationName, fromUrl.applicationName, env['PGAPPNAME']) ?? 'pg-replicate',
     connectTimeoutMs: input.connectTimeoutMs ?? 10_000,
   };
 }

@@ -22,7 +22,7 @@ import { ColumnKind, TupleData } from './tuple-data.js';
 /** Microseconds between 1970-01-01 and 2000-01-01, the Postgres epoch. */
 export const POSTGRES_EPOCH_OFFSET_MICROS = 946_684_800_000_000n;
 
-const enum Tag {
+enum Tag {
   Begin = 0x42, // B
   Commit = 0x43, // C
   Origin = 0x4f, // O
@@ -44,7 +44,7 @@ const enum Tag {
   StreamPrepare = 0x70, // p
 }
 
-const enum TupleMarker {
+enum TupleMarker {
   New = 0x4e, // N
   Key = 0x4b, // K
   Old = 0x4f, // O
@@ -303,7 +303,15 @@ export class PgoutputDecoder {
         typeMod: r.int32('column type modifier'),
       });
     }
-    const relation: RelationMessage = { tag: 'relation', xid, relationId, schema, name, replicaIdentity, columns };
+    const relation: RelationMessage = {
+      tag: 'relation',
+      xid,
+      relationId,
+      schema,
+      name,
+      replicaIdentity,
+      columns,
+    };
     this.#relations.set(relationId, relation);
     return relation;
   }

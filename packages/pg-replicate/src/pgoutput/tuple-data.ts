@@ -10,7 +10,7 @@
  */
 
 /** Column kinds, as the byte pgoutput uses for them. */
-export const enum ColumnKind {
+export enum ColumnKind {
   Null = 0x6e, // n
   UnchangedToast = 0x75, // u
   Text = 0x74, // t

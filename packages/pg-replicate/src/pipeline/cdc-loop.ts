@@ -15,7 +15,7 @@
  */
 import { PgReplicateError } from '../errors.js';
 import type { ChangeEvent, TransactionInfo } from '../events.js';
-import { formatLsn, type Lsn } from '../lsn.js';
+import { formatLsn, type Lsn, maxLsn } from '../lsn.js';
 import type { PgoutputMessage, RelationMessage } from '../pgoutput/messages.js';
 import type { ReplicationEvent, ReplicationStream } from '../protocol/replication-stream.js';
 import { schemaChanged, type TableSchema, tableKey } from '../schema.js';
@@ -91,7 +91,9 @@ export class CdcLoop {
   async run(): Promise<void> {
     const { signal } = this.#options;
     let next: Promise<ReplicationEvent[] | null> | null = null;
-    const abort = new Promise<typeof TIMEOUT>((resolve) => signal?.addEventListener('abort', () => resolve(TIMEOUT)));
+    const abort = new Promise<typeof TIMEOUT>((resolve) =>
+      signal?.addEventListener('abort', () => resolve(TIMEOUT)),
+    );
     while (!signal?.aborted && !this.#reachedEnd()) {
       next ??= this.#stream.next();
       next.catch(() => {});
@@ -108,7 +110,7 @@ export class CdcLoop {
       }
       this.#lastActivity = performance.now();
       for (const event of events) {
-        if (event.type === 'keepalive') this.#serverPosition = maxOf(this.#serverPosition, event.walEnd);
+        if (event.type === 'keepalive') this.#serverPosition = maxLsn(this.#serverPosition, event.walEnd);
         else await this.#onMessage(event.message, event.lsn);
       }
     }
@@ -121,7 +123,8 @@ export class CdcLoop {
     const now = performance.now();
     const probe = this.#options.idleProbeMs ?? 250;
     let wait = Math.max(0, this.#lastActivity + probe - now);
-    if (this.#commitLsn !== null) wait = Math.min(wait, Math.max(0, this.#batchStarted + this.#options.batchMaxDelayMs - now));
+    if (this.#commitLsn !== null)
+      wait = Math.min(wait, Math.max(0, this.#batchStarted + this.#options.batchMaxDelayMs - now));
     if (this.#options.heartbeatIntervalMs !== undefined) {
       wait = Math.min(wait, Math.max(0, this.#lastHeartbeat + this.#options.heartbeatIntervalMs - now));
     }
@@ -134,9 +137,14 @@ export class CdcLoop {
     if (this.#commitLsn !== null && now - this.#batchStarted >= this.#options.batchMaxDelayMs) {
       await this.#flushCommitted();
     }
-    if (this.#options.heartbeatIntervalMs !== undefined && now - this.#lastHeartbeat >= this.#options.heartbeatIntervalMs) {
+    if (
+      this.#options.heartbeatIntervalMs !== undefined &&
+      now - this.#lastHeartbeat >= this.#options.heartbeatIntervalMs
+    ) {
       this.#lastHeartbeat = now;
-      await this.#source.heartbeat().catch((error: Error) => this.#options.logger.warn(`heartbeat failed: ${error.message}`));
+      await this.#source
+        .heartbeat()
+        .catch((error: Error) => this.#options.logger.warn(`heartbeat failed: ${error.message}`));
     }
     const idle = this.#tx === null && this.#events.length === 0;
     if (!idle) return;
@@ -166,7 +174,7 @@ export class CdcLoop {
           if (this.#batchTransactions === 1) this.#batchStarted = performance.now();
         }
         this.#tx = null;
-        this.#serverPosition = maxOf(this.#serverPosition, message.endLsn);
+        this.#serverPosition = maxLsn(this.#serverPosition, message.endLsn);
         if (
           this.#events.length >= this.#options.batchMaxRows ||
           performance.now() - this.#batchStarted >= this.#options.batchMaxDelayMs ||
@@ -187,7 +195,15 @@ export class CdcLoop {
         if (message.tag === 'insert') this.#push({ op: 'insert', table, new: message.new, lsn, tx });
         else if (message.tag === 'update') {
           const old = message.key ?? message.old;
-          this.#push({ op: 'update', table, new: message.new, old, oldIsKey: message.key !== undefined, lsn, tx });
+          this.#push({
+            op: 'update',
+            table,
+            new: message.new,
+            old,
+            oldIsKey: message.key !== undefined,
+            lsn,
+            tx,
+          });
         } else {
           const old = (message.key ?? message.old)!;
           this.#push({ op: 'delete', table, old, oldIsKey: message.key !== undefined, lsn, tx });
@@ -215,15 +231,20 @@ export class CdcLoop {
       }
       case 'message':
         // Our heartbeats (and other non-transactional messages) mark a position with nothing to apply.
-        if (!message.transactional && this.#tx === null) this.#serverPosition = maxOf(this.#serverPosition, message.lsn);
+        if (!message.transactional && this.#tx === null)
+          this.#serverPosition = maxLsn(this.#serverPosition, message.lsn);
         return;
       case 'origin':
       case 'type':
         return;
       default:
-        throw new PgReplicateError('PROTOCOL_VIOLATION', `unexpected ${message.tag} message at ${formatLsn(lsn)}`, {
-          hint: 'streaming and two-phase options were not requested; please report this with the server version',
-        });
+        throw new PgReplicateError(
+          'PROTOCOL_VIOLATION',
+          `unexpected ${message.tag} message at ${formatLsn(lsn)}`,
+          {
+            hint: 'streaming and two-phase options were not requested; please report this with the server version',
+          },
+        );
     }
   }
 
@@ -236,7 +257,8 @@ export class CdcLoop {
     if (copied !== null) {
       const snapshotLsn = copied.get(tableKey(table));
       // Committed before the table's snapshot: the copy already contains it.
-      if (snapshotLsn !== undefined && snapshotLsn !== null && this.#tx!.commitLsn < snapshotLsn) return undefined;
+      if (snapshotLsn !== undefined && snapshotLsn !== null && this.#tx!.commitLsn < snapshotLsn)
+        return undefined;
     }
     return table;
   }
@@ -273,8 +295,12 @@ export class CdcLoop {
   /** Writes every fully committed transaction in the batch, with its commit position. */
   async #flushCommitted(): Promise<void> {
     if (this.#commitLsn === null) return;
-    const events = this.#committedCount === this.#events.length ? this.#events : this.#events.slice(0, this.#committedCount);
-    this.#events = this.#committedCount === this.#events.length ? [] : this.#events.slice(this.#committedCount);
+    const events =
+      this.#committedCount === this.#events.length
+        ? this.#events
+        : this.#events.slice(0, this.#committedCount);
+    this.#events =
+      this.#committedCount === this.#events.length ? [] : this.#events.slice(this.#committedCount);
     const lsn = this.#commitLsn;
     const commitTime = this.#lastCommitTime;
     const transactions = this.#batchTransactions;
@@ -299,7 +325,12 @@ export class CdcLoop {
     this.#options.onProgress({ type: 'advanced', lsn });
   }
 
-  async #write(events: ChangeEvent[], lsn: Lsn | null, commitTime: bigint, transactions: number): Promise<void> {
+  async #write(
+    events: ChangeEvent[],
+    lsn: Lsn | null,
+    commitTime: bigint,
+    transactions: number,
+  ): Promise<void> {
     await this.#settle();
     const write = this.#sink.writeChanges({ events, commit: lsn === null ? undefined : { lsn } }).then(() => {
       if (lsn === null) return;
@@ -347,10 +378,6 @@ export class CdcLoop {
 
 function emptyTx(lsn: Lsn): TransactionInfo {
   return { xid: 0, commitLsn: lsn, commitTime: 0n };
-}
-
-function maxOf(a: Lsn, b: Lsn): Lsn {
-  return a > b ? a : b;
 }
 
 function delay(ms: number): Promise<typeof TIMEOUT> {

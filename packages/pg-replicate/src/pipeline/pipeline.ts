@@ -21,7 +21,13 @@ import type { PostgresSource } from '../source/postgres-source.js';
 import type { ReplicationMode } from '../source/preflight.js';
 import { backfill, throwIfAborted } from './backfill.js';
 import { CdcLoop } from './cdc-loop.js';
-import { emptyStats, type Logger, type PipelineStats, type ProgressEvent, SILENT_LOGGER } from './progress.js';
+import {
+  emptyStats,
+  type Logger,
+  type PipelineStats,
+  type ProgressEvent,
+  SILENT_LOGGER,
+} from './progress.js';
 
 export interface PipelineOptions {
   source: PostgresSource;
@@ -67,7 +73,10 @@ export class Pipeline {
       this.#logger.info(
         `connected to ${source.description} (Postgres ${Math.floor(preflight.server.versionNum / 10000)}), ${preflight.tables.length} table(s) in ${source.publications.join(', ')}`,
       );
-      const state = await sink.open({ types: source.types, pipelineId: source.slot ?? source.publications.join(',') });
+      const state = await sink.open({
+        types: source.types,
+        pipelineId: source.slot ?? source.publications.join(','),
+      });
       await this.#checkState(state);
       await sink.prepare(source.tables);
 
@@ -76,7 +85,9 @@ export class Pipeline {
       if (mode !== 'cdc') {
         const slotIsNew = mode === 'both' && source.slotInfo === null;
         if (slotIsNew && copied.size > 0) {
-          this.#logger.warn(`slot ${source.slot} is new: copying every table again so the sink matches its start`);
+          this.#logger.warn(
+            `slot ${source.slot} is new: copying every table again so the sink matches its start`,
+          );
           copied.clear();
         }
         const pending = source.tables.filter((table) => !copied.has(tableKey(table)));
@@ -120,7 +131,9 @@ export class Pipeline {
       }
       throw error;
     } finally {
-      await sink.close().catch((error: Error) => this.#logger.warn(`closing the sink failed: ${error.message}`));
+      await sink
+        .close()
+        .catch((error: Error) => this.#logger.warn(`closing the sink failed: ${error.message}`));
       await source.close();
     }
   }

@@ -18,7 +18,7 @@
 import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 
-const enum Code {
+enum Code {
   CopyData = 0x64, // d
   CopyDone = 0x63, // c
   CopyOutResponse = 0x48, // H

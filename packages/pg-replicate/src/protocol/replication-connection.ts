@@ -134,9 +134,12 @@ export class ReplicationConnection {
       if (options.binary) params.push(`binary 'true'`);
     }
     if (options.streaming && protoVersion >= 2) {
-      params.push(`streaming '${options.streaming === 'parallel' && protoVersion >= 4 ? 'parallel' : 'true'}'`);
+      params.push(
+        `streaming '${options.streaming === 'parallel' && protoVersion >= 4 ? 'parallel' : 'true'}'`,
+      );
     }
-    if (options.origin !== undefined && this.serverVersion >= 160000) params.push(`origin '${options.origin}'`);
+    if (options.origin !== undefined && this.serverVersion >= 160000)
+      params.push(`origin '${options.origin}'`);
     const sql = `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${formatLsn(startLsn)} (${params.join(', ')})`;
     const copy = new CopyStream(sql);
     this.#client.query(copy);
@@ -173,10 +176,14 @@ export function replicationError(error: unknown, slot?: string): unknown {
   if (error instanceof PgReplicateError) return error;
   if (!isServerError(error)) {
     if (error instanceof Error && /terminated|closed|ECONNRESET|EPIPE/i.test(error.message)) {
-      return new PgReplicateError('CONNECTION_LOST', `the replication connection was lost: ${error.message}`, {
-        hint: 'it is retried automatically by the replicator; check the server log if it keeps happening',
-        cause: error,
-      });
+      return new PgReplicateError(
+        'CONNECTION_LOST',
+        `the replication connection was lost: ${error.message}`,
+        {
+          hint: 'it is retried automatically by the replicator; check the server log if it keeps happening',
+          cause: error,
+        },
+      );
     }
     return error;
   }
@@ -233,7 +240,13 @@ export function replicationError(error: unknown, slot?: string): unknown {
     });
   }
   if (error.code === '57P01' || error.code === '57P02' || error.code === '57P03') {
-    return new PgReplicateError('CONNECTION_LOST', `the server is shutting down: ${message}`, { cause: error });
+    return new PgReplicateError('CONNECTION_LOST', `the server is shutting down: ${message}`, {
+      cause: error,
+    });
   }
-  return new PgReplicateError('SERVER_ERROR', message, { detail: error.detail, hint: error.hint, cause: error });
+  return new PgReplicateError('SERVER_ERROR', message, {
+    detail: error.detail,
+    hint: error.hint,
+    cause: error,
+  });
 }

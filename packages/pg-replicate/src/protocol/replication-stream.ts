@@ -9,12 +9,12 @@
  * position moves, and on a timer well inside `wal_sender_timeout` — the timer runs even while the
  * consumer is busy, so a slow sink batch never gets the connection killed.
  */
-import type { Lsn } from '../lsn.js';
+import { type Lsn, maxLsn } from '../lsn.js';
 import type { PgoutputDecoder } from '../pgoutput/decoder.js';
 import type { PgoutputMessage } from '../pgoutput/messages.js';
 import type { CopyStream } from './copy-stream.js';
 
-const enum Frame {
+enum Frame {
   XLogData = 0x77, // w
   Keepalive = 0x6b, // k
 }
@@ -56,7 +56,12 @@ export class ReplicationStream {
   #lastSentConfirmed: Lsn = -1n;
   #stopping = false;
 
-  constructor(copy: CopyStream, decoder: PgoutputDecoder, startLsn: Lsn, options: ReplicationStreamOptions = {}) {
+  constructor(
+    copy: CopyStream,
+    decoder: PgoutputDecoder,
+    startLsn: Lsn,
+    options: ReplicationStreamOptions = {},
+  ) {
     this.#copy = copy;
     this.#decoder = decoder;
     this.#received = startLsn;
@@ -137,7 +142,7 @@ export class ReplicationStream {
     frame[0] = 0x64; // CopyData
     frame.writeUInt32BE(38, 1);
     frame[5] = 0x72; // r
-    frame.writeBigUInt64BE(this.#received > this.#confirmed ? this.#received : this.#confirmed, 6); // written
+    frame.writeBigUInt64BE(maxLsn(this.#received, this.#confirmed), 6); // written
     frame.writeBigUInt64BE(this.#confirmed, 14); // flushed
     frame.writeBigUInt64BE(this.#confirmed, 22); // applied
     frame.writeBigInt64BE(BigInt(Date.now() - PG_EPOCH_MS) * 1000n, 30);

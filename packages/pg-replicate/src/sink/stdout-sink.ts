@@ -101,7 +101,8 @@ export class StdoutSink implements Sink {
         .join('');
     }
     const encoder = this.#encoder(event.table);
-    const old = event.op === 'insert' || event.old === undefined ? 'null' : this.#encodeRow(encoder, event.old).json;
+    const old =
+      event.op === 'insert' || event.old === undefined ? 'null' : this.#encodeRow(encoder, event.old).json;
     if (event.op === 'delete') return `{"op":"delete",${encoder.prefix},"new":null,"old":${old},${tx}}\n`;
     const encoded = this.#encodeRow(encoder, event.new);
     const unchanged =

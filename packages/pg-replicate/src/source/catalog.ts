@@ -82,7 +82,9 @@ export async function publications(client: pg.Client, names: readonly string[]):
 }
 
 export async function allPublicationNames(client: pg.Client): Promise<string[]> {
-  return (await rows(client, 'SELECT pubname FROM pg_publication ORDER BY 1')).map((r) => String(r['pubname']));
+  return (await rows(client, 'SELECT pubname FROM pg_publication ORDER BY 1')).map((r) =>
+    String(r['pubname']),
+  );
 }
 
 export interface PublishedTable extends TableSchema {
@@ -216,7 +218,11 @@ export interface SlotInfo {
   retainedWalBytes: number | null;
 }
 
-export async function replicationSlot(client: pg.Client, name: string, serverVersion: number): Promise<SlotInfo | null> {
+export async function replicationSlot(
+  client: pg.Client,
+  name: string,
+  serverVersion: number,
+): Promise<SlotInfo | null> {
   const reason = serverVersion >= 170000 ? 'invalidation_reason' : 'NULL';
   const [row] = await rows(
     client,

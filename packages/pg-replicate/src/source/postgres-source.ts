@@ -130,7 +130,12 @@ export class PostgresSource {
       const created = await this.#createSlot(replication, slotName, false);
       await this.refreshSlot();
       // The snapshot lives until the next command on this connection: streaming starts after the copy.
-      return { name: created.snapshotName, lsn: created.consistentPoint, createdSlot: true, release: async () => {} };
+      return {
+        name: created.snapshotName,
+        lsn: created.consistentPoint,
+        createdSlot: true,
+        release: async () => {},
+      };
     }
     const temporary = await ReplicationConnection.open(this.connection);
     try {
@@ -195,7 +200,10 @@ export class PostgresSource {
    * The schema for a Relation message: the catalog's view of the table (types' display names,
    * nullability, primary key) merged with the columns pgoutput now sends.
    */
-  async schemaFromRelation(relation: RelationMessage, previous: TableSchema | undefined): Promise<TableSchema> {
+  async schemaFromRelation(
+    relation: RelationMessage,
+    previous: TableSchema | undefined,
+  ): Promise<TableSchema> {
     const known = new Map<string, ColumnSchema>((previous?.columns ?? []).map((c) => [c.name, c]));
     const unknownTypes = relation.columns.filter(
       (c) => known.get(c.name)?.typeOid !== c.typeOid || known.get(c.name)?.typeMod !== c.typeMod,
@@ -292,7 +300,9 @@ function sourceError(error: unknown, what: string): unknown {
     });
   }
   if (/terminated|ECONNRESET|closed/i.test(message)) {
-    return new PgReplicateError('CONNECTION_LOST', `connection lost while ${what}: ${message}`, { cause: error });
+    return new PgReplicateError('CONNECTION_LOST', `connection lost while ${what}: ${message}`, {
+      cause: error,
+    });
   }
   return new PgReplicateError('SERVER_ERROR', `failed ${what}: ${message}`, { cause: error });
 }

@@ -75,7 +75,8 @@ export async function preflight(client: pg.Client, options: PreflightOptions): P
       'PUBLICATION_NOT_FOUND',
       `publication ${missing.map((m) => `"${m}"`).join(', ')} does not exist in database "${server.database}"`,
       {
-        detail: existing.length > 0 ? `existing publications: ${existing.join(', ')}` : 'there are no publications',
+        detail:
+          existing.length > 0 ? `existing publications: ${existing.join(', ')}` : 'there are no publications',
         hint: `create it with CREATE PUBLICATION ${quoteIdent(missing[0]!)} FOR TABLE <tables>; (or FOR ALL TABLES)`,
       },
     );
@@ -83,17 +84,25 @@ export async function preflight(client: pg.Client, options: PreflightOptions): P
 
   const tables = await publishedTables(client, options.publications, server.versionNum);
   if (tables.length === 0) {
-    throw new PgReplicateError('PUBLICATION_EMPTY', `publication ${options.publications.join(', ')} has no tables`, {
-      hint: `add tables with ALTER PUBLICATION ${quoteIdent(options.publications[0]!)} ADD TABLE <table>;`,
-    });
+    throw new PgReplicateError(
+      'PUBLICATION_EMPTY',
+      `publication ${options.publications.join(', ')} has no tables`,
+      {
+        hint: `add tables with ALTER PUBLICATION ${quoteIdent(options.publications[0]!)} ADD TABLE <table>;`,
+      },
+    );
   }
 
   const unreadable = tables.filter((table) => !table.selectable);
   if (unreadable.length > 0 && options.mode !== 'cdc') {
     const names = unreadable.map(tableKey).join(', ');
-    throw new PgReplicateError('MISSING_SELECT_PRIVILEGE', `role "${server.currentUser}" cannot read ${names}`, {
-      hint: `run GRANT SELECT ON ${names} TO ${quoteIdent(server.currentUser)};`,
-    });
+    throw new PgReplicateError(
+      'MISSING_SELECT_PRIVILEGE',
+      `role "${server.currentUser}" cannot read ${names}`,
+      {
+        hint: `run GRANT SELECT ON ${names} TO ${quoteIdent(server.currentUser)};`,
+      },
+    );
   }
 
   if (streaming && options.requireReplicaIdentity !== false) {
@@ -104,7 +113,9 @@ export async function preflight(client: pg.Client, options: PreflightOptions): P
       throw new PgReplicateError(
         'NO_REPLICA_IDENTITY',
         `table ${unidentified.map(tableKey).join(', ')} has no primary key or replica identity, so its updates and deletes cannot be applied`,
-        { hint: `add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (…);) or run ALTER TABLE ${table} REPLICA IDENTITY FULL;` },
+        {
+          hint: `add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (…);) or run ALTER TABLE ${table} REPLICA IDENTITY FULL;`,
+        },
       );
     }
   }
@@ -144,7 +155,9 @@ function checkSlot(slot: SlotInfo | null, name: string, server: ServerInfo): voi
     throw new PgReplicateError(
       'SLOT_WRONG_PLUGIN',
       `slot "${name}" exists but is a ${slot.slotType} slot${slot.plugin ? ` for plugin ${slot.plugin}` : ''}, not pgoutput`,
-      { hint: `use another slot name, or drop it with SELECT pg_drop_replication_slot('${name}'); if nothing uses it` },
+      {
+        hint: `use another slot name, or drop it with SELECT pg_drop_replication_slot('${name}'); if nothing uses it`,
+      },
     );
   }
   if (slot.database !== server.database) {
@@ -155,10 +168,14 @@ function checkSlot(slot: SlotInfo | null, name: string, server: ServerInfo): voi
     );
   }
   if (slot.walStatus === 'lost' || slot.invalidationReason !== null) {
-    throw new PgReplicateError('SLOT_INVALIDATED', `slot "${name}" was invalidated and can no longer stream`, {
-      detail: slot.invalidationReason ? `reason: ${slot.invalidationReason}` : 'wal_status = lost',
-      hint: `the WAL it needed was removed (see max_slot_wal_keep_size); drop it with SELECT pg_drop_replication_slot('${name}'); and run "both" to copy the tables again`,
-    });
+    throw new PgReplicateError(
+      'SLOT_INVALIDATED',
+      `slot "${name}" was invalidated and can no longer stream`,
+      {
+        detail: slot.invalidationReason ? `reason: ${slot.invalidationReason}` : 'wal_status = lost',
+        hint: `the WAL it needed was removed (see max_slot_wal_keep_size); drop it with SELECT pg_drop_replication_slot('${name}'); and run "both" to copy the tables again`,
+      },
+    );
   }
   if (slot.active) {
     throw new PgReplicateError(

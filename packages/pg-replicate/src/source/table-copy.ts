@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { quoteIdent } from '../connection/connect.js';
 import { CopyStream } from '../protocol/copy-stream.js';
-import { CopyTextRow, CopyTextRowSplitter } from '../row.js';
+import { type CopyTextRow, CopyTextRowSplitter } from '../row.js';
 import type { TableSchema } from '../schema.js';
 
 export interface CopyTableOptions {

@@ -1,0 +1,163 @@
+/**
+ * Entry point of the `pg-replicate` binary: parses the command line, runs the pipeline with a
+ * progress reporter, stops gracefully on the first SIGINT/SIGTERM (at once on the second), and
+ * turns every failure into one actionable line on stderr and a non-zero exit status.
+ */
+import { CommanderError } from 'commander';
+import { connect, quoteIdent } from '../connection/connect.js';
+import { type ConnectionOptions, resolveConnection } from '../connection/connection-options.js';
+import { isPgReplicateError, PgReplicateError } from '../errors.js';
+import { formatLsn } from '../lsn.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import type { PipelineStats } from '../pipeline/progress.js';
+import { replicationSlot, serverInfo } from '../source/catalog.js';
+import { PostgresSource } from '../source/postgres-source.js';
+import { buildProgram, type CliOptions, connectionInput } from './program.js';
+import { ProgressReporter } from './progress-reporter.js';
+import { createSink } from './sinks.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+/** A second signal: stop now, like most CLIs (128 + SIGINT). */
+const EXIT_INTERRUPTED = 130;
+
+export async function main(argv: readonly string[] = process.argv): Promise<void> {
+  const program = buildProgram(handle).exitOverride();
+  try {
+    await program.parseAsync(argv as string[]);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      process.exitCode = error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+      return;
+    }
+    throw error;
+  }
+}
+
+async function handle(
+  command: 'cdc' | 'copy' | 'both' | 'drop',
+  args: { publication?: string; slot?: string },
+  options: CliOptions,
+): Promise<number> {
+  const reporter = new ProgressReporter({ quiet: options.quiet, verbose: options.verbose });
+  let connection: ConnectionOptions | undefined;
+  try {
+    connection = resolveConnection(connectionInput(options));
+    if (command === 'drop') return await drop(connection, args.slot!, options, reporter);
+    const sink = await createSink({
+      sink: options.sink ?? 'stdout',
+      stateFile: options.stateFile,
+      duckdbPath: options.duckdbPath,
+    });
+    const source = new PostgresSource({ connection, publication: args.publication!, slot: args.slot });
+    const controller = new AbortController();
+    const stop = () => {
+      if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED);
+      reporter.info('stopping: finishing the current batch (press Ctrl-C again to quit at once)');
+      controller.abort();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    try {
+      const pipeline = new Pipeline({
+        source,
+        sink,
+        mode: command,
+        batchMaxRows: options.batchMaxRows,
+        batchMaxDelayMs: options.batchMaxDelay,
+        copyBatchRows: options.copyBatchRows,
+        endLsn: options.endLsn,
+        heartbeatIntervalMs: options.heartbeat === undefined ? undefined : options.heartbeat * 1000,
+        signal: controller.signal,
+        onProgress: reporter.onProgress,
+        logger: reporter,
+      });
+      const result = await pipeline.run();
+      reporter.finish();
+      summarize(result.stats, result.stopped, reporter);
+      return EXIT_OK;
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
+  } catch (error) {
+    reporter.finish();
+    process.stderr.write(
+      `pg-replicate: error: ${redact(describe(error, options.verbose), connection?.password)}\n`,
+    );
+    return isPgReplicateError(error) && (error.code === 'INVALID_ARGUMENT' || error.code === 'INVALID_LSN')
+      ? EXIT_USAGE
+      : EXIT_FAILED;
+  }
+}
+
+function summarize(stats: PipelineStats, stopped: boolean, reporter: ProgressReporter): void {
+  if (stats.tablesCopied > 0) {
+    const rate = stats.copyMs > 0 ? Math.round((stats.rowsCopied / stats.copyMs) * 1000) : 0;
+    reporter.info(
+      `copied ${stats.rowsCopied} rows from ${stats.tablesCopied} table(s) in ${(stats.copyMs / 1000).toFixed(1)} s (${rate} rows/s)`,
+    );
+  }
+  const changes = stats.inserts + stats.updates + stats.deletes + stats.truncates;
+  if (stats.streamMs > 0) {
+    reporter.info(
+      `applied ${changes} changes (${stats.inserts} inserts, ${stats.updates} updates, ${stats.deletes} deletes, ${stats.truncates} truncates) in ${stats.transactions} transactions`,
+    );
+  }
+  if (stats.durableLsn !== null) reporter.info(`durable up to ${formatLsn(stats.durableLsn)}`);
+  if (stopped) reporter.info('stopped; run the same command to resume');
+}
+
+async function drop(
+  connection: ConnectionOptions,
+  slot: string,
+  options: CliOptions,
+  reporter: ProgressReporter,
+): Promise<number> {
+  const client = await connect(connection);
+  try {
+    const server = await serverInfo(client);
+    const info = await replicationSlot(client, slot, server.versionNum);
+    if (info === null) {
+      throw new PgReplicateError('SLOT_NOT_FOUND', `slot "${slot}" does not exist in ${server.database}`, {
+        hint: 'list slots with: SELECT slot_name FROM pg_replication_slots;',
+      });
+    }
+    if (info.active) {
+      throw new PgReplicateError('SLOT_IN_USE', `slot "${slot}" is in use (PID ${info.activePid})`, {
+        hint: 'stop the pipeline that uses it first',
+      });
+    }
+    const retained =
+      info.retainedWalBytes === null
+        ? ''
+        : `, retaining ${Math.round(info.retainedWalBytes / 1048576)} MB of WAL`;
+    const what = `slot "${slot}"${retained}${options.publication ? ` and publication "${options.publication}"` : ''}`;
+    if (!options.yes) {
+      process.stderr.write(`pg-replicate: would drop ${what}; nothing dropped: add --yes to confirm\n`);
+      return EXIT_USAGE;
+    }
+    await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
+    if (options.publication)
+      await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(options.publication)}`);
+    reporter.info(`dropped ${what}`);
+    return EXIT_OK;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function describe(error: unknown, verbose: boolean | undefined): string {
+  if (error instanceof PgReplicateError) {
+    return verbose && error.stack ? `${error.toOneLine()}\n${error.stack}` : error.toOneLine();
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  if (verbose && error instanceof Error) return `${message}\n${error.stack}`;
+  return `${message} (unexpected; run with --verbose for details and please report it)`;
+}
+
+/** Belt and braces: no password ever reaches the terminal, whatever a library put in a message. */
+function redact(text: string, password: string | undefined): string {
+  return password ? text.split(password).join('********') : text;
+}

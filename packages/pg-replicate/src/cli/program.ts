@@ -1,0 +1,203 @@
+/**
+ * The `pg-replicate` command line: connection flags (or a URL, DATABASE_URL, PG* variables), the
+ * modes `cdc`, `copy`, `both`, and `drop`. Flags and output formats are contracts users script
+ * against; the help text teaches each command with an example.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { ConnectionInput } from '../connection/connection-options.js';
+import { SSL_MODES, type SslMode } from '../connection/connection-options.js';
+import { parseLsn } from '../lsn.js';
+import { SINK_NAMES, type SinkName } from './sinks.js';
+
+/** Everything the flags say, merged from the program and the subcommand. */
+export interface CliOptions {
+  url?: string;
+  dbHost?: string;
+  dbPort?: number;
+  dbName?: string;
+  dbUsername?: string;
+  dbPassword?: string;
+  sslmode?: SslMode;
+  sslrootcert?: string;
+  sink?: SinkName;
+  stateFile?: string;
+  duckdbPath?: string;
+  batchMaxRows?: number;
+  batchMaxDelay?: number;
+  copyBatchRows?: number;
+  endLsn?: bigint;
+  heartbeat?: number;
+  quiet?: boolean;
+  verbose?: boolean;
+  yes?: boolean;
+  publication?: string;
+}
+
+export type CommandHandler = (
+  command: 'cdc' | 'copy' | 'both' | 'drop',
+  args: { publication?: string; slot?: string },
+  options: CliOptions,
+) => Promise<number>;
+
+const EXAMPLES = `
+Examples:
+  # stream every change of the tables in publication "my_publication" to stdout as JSON lines
+  pg-replicate --db-host localhost --db-port 5432 --db-name postgres \\
+    --db-username postgres --db-password password cdc my_publication stdout_slot
+
+  # copy the tables once (consistent snapshot), then exit
+  pg-replicate --url postgres://user@db:5432/app copy my_publication
+
+  # copy, then keep a DuckDB file in step with every change
+  pg-replicate --sink duckdb --duckdb-path ./replica.duckdb both my_publication my_slot
+
+  # catch up to a known position and stop (for jobs and tests)
+  pg-replicate cdc my_publication my_slot --end-lsn 0/3000060
+
+Set-up on the server (once):
+  ALTER SYSTEM SET wal_level = 'logical';  -- then restart Postgres
+  CREATE PUBLICATION my_publication FOR TABLE orders, customers;
+  ALTER ROLE app_user WITH REPLICATION;
+
+Connection settings come from the flags, else --url, else DATABASE_URL, else the PGHOST, PGPORT,
+PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE variables. Prefer PGPASSWORD (or a ~/.pgpass-free URL in
+DATABASE_URL) to --db-password: command lines are visible to other users of the machine.
+Data goes to stdout; logs and progress to stderr. Exit status: 0 done, 1 failed, 2 bad arguments.`;
+
+function integer(name: string, min: number) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < min) {
+      throw new InvalidArgumentError(`${name} must be a whole number of at least ${min}`);
+    }
+    return parsed;
+  };
+}
+
+function lsnArgument(value: string): bigint {
+  try {
+    return parseLsn(value);
+  } catch {
+    throw new InvalidArgumentError(`"${value}" is not an LSN; write it like 0/16B3748`);
+  }
+}
+
+export function buildProgram(handler: CommandHandler): Command {
+  const program = new Command('pg-replicate')
+    .description(
+      'Replicate Postgres tables with logical replication: a consistent copy of the tables in a publication,\nthen every insert, update, delete and truncate, into a sink — resumed exactly where it stopped.',
+    )
+    .version('0.1.0', '-V, --version')
+    .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
+    .showSuggestionAfterError()
+    .addHelpText('after', EXAMPLES);
+
+  program
+    .optionsGroup('Connection (global, before or after the command):')
+    .option('--url <url>', 'postgres://user:password@host:port/database (or DATABASE_URL)')
+    .option('--db-host <host>', 'server host (PGHOST; default localhost)')
+    .option('--db-port <port>', 'server port (PGPORT; default 5432)', integer('--db-port', 1))
+    .option('--db-name <name>', 'database (PGDATABASE; default: the user name)')
+    .option('--db-username <user>', 'user (PGUSER; default: the OS user)')
+    .option('--db-password <password>', 'password (prefer PGPASSWORD)')
+    .addOption(new Option('--sslmode <mode>', 'TLS (PGSSLMODE; default prefer)').choices(SSL_MODES))
+    .option('--sslrootcert <file>', 'CA certificate(s) for verify-ca / verify-full (PGSSLROOTCERT)');
+  program
+    .optionsGroup('Sink:')
+    .addOption(new Option('--sink <name>', 'where data goes (default stdout)').choices(SINK_NAMES))
+    .option('--state-file <path>', 'stdout: keep resumption state in this JSON file across runs')
+    .option('--duckdb-path <path>', 'duckdb: database file (default ./replica.duckdb)');
+  program
+    .optionsGroup('Pipeline:')
+    .option('--batch-max-rows <n>', 'changes per sink batch (default 10000)', integer('--batch-max-rows', 1))
+    .option(
+      '--batch-max-delay <ms>',
+      'max wait before a batch is written (default 1000)',
+      integer('--batch-max-delay', 0),
+    )
+    .option(
+      '--copy-batch-rows <n>',
+      'rows per backfill batch (default 10000)',
+      integer('--copy-batch-rows', 1),
+    )
+    .option('--end-lsn <X/Y>', 'stop once everything up to this LSN is durable in the sink', lsnArgument)
+    .option(
+      '--heartbeat <seconds>',
+      'emit a heartbeat message this often to keep an idle slot moving',
+      integer('--heartbeat', 1),
+    )
+    .option('-q, --quiet', 'only warnings and errors on stderr')
+    .option('-v, --verbose', 'more detail on stderr');
+
+  const run = (command: 'cdc' | 'copy' | 'both' | 'drop') =>
+    async function (this: Command, ...args: unknown[]) {
+      const [first, second] = args as [string | undefined, string | undefined];
+      const named =
+        command === 'copy'
+          ? { publication: first }
+          : command === 'drop'
+            ? { slot: first }
+            : { publication: first, slot: second };
+      process.exitCode = await handler(command, named, this.optsWithGlobals<CliOptions>());
+    };
+
+  program
+    .command('cdc')
+    .description('stream changes from a slot (created if missing), starting where it stopped')
+    .argument('<publication>', 'publication whose tables to replicate')
+    .argument('<slot>', 'replication slot that remembers the position')
+    .addHelpText(
+      'after',
+      '\nExample:\n  pg-replicate --url postgres://postgres@localhost/app cdc my_publication my_slot',
+    )
+    .action(run('cdc'));
+
+  program
+    .command('copy')
+    .description('copy the tables of a publication once (one consistent snapshot), then exit')
+    .argument('<publication>', 'publication whose tables to copy')
+    .addHelpText(
+      'after',
+      '\nExample:\n  pg-replicate --sink duckdb --duckdb-path ./replica.duckdb copy my_publication',
+    )
+    .action(run('copy'));
+
+  program
+    .command('both')
+    .description('copy the tables consistently with a new slot, then stream every change after the copy')
+    .argument('<publication>', 'publication whose tables to replicate')
+    .argument('<slot>', 'replication slot (created with the snapshot the copy uses)')
+    .addHelpText(
+      'after',
+      '\nExample:\n  pg-replicate --sink duckdb --duckdb-path ./replica.duckdb both my_publication my_slot',
+    )
+    .action(run('both'));
+
+  program
+    .command('drop')
+    .description('retire a pipeline: drop its replication slot (and optionally its publication)')
+    .argument('<slot>', 'replication slot to drop')
+    .option('--publication <name>', 'also drop this publication')
+    .option('--yes', 'confirm: without it, only say what would be dropped')
+    .addHelpText(
+      'after',
+      '\nExample:\n  pg-replicate --url postgres://postgres@localhost/app drop my_slot --publication my_publication --yes',
+    )
+    .action(run('drop'));
+
+  return program;
+}
+
+/** The connection part of the options, for {@link resolveConnection}. */
+export function connectionInput(options: CliOptions): ConnectionInput {
+  return {
+    url: options.url,
+    host: options.dbHost,
+    port: options.dbPort,
+    database: options.dbName,
+    user: options.dbUsername,
+    password: options.dbPassword,
+    sslmode: options.sslmode,
+    sslrootcert: options.sslrootcert,
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * Builds the sink the command line asks for. Built-in sinks live in this package; heavy ones
+ * (native DuckDB, cloud SDKs) are separate packages loaded only when chosen, so a user of one sink
+ * never installs another's binaries.
+ */
+import { PgReplicateError } from '../errors.js';
+import { NullSink } from '../sink/null-sink.js';
+import type { Sink } from '../sink/sink.js';
+import { StdoutSink } from '../sink/stdout-sink.js';
+
+export const SINK_NAMES = ['stdout', 'null', 'duckdb'] as const;
+export type SinkName = (typeof SINK_NAMES)[number];
+
+export interface SinkCliOptions {
+  sink: SinkName;
+  stateFile?: string | undefined;
+  duckdbPath?: string | undefined;
+}
+
+/** The constructor a sink package exports, as far as the CLI relies on it. */
+type SinkConstructor = new (options: Record<string, unknown>) => Sink;
+
+export async function createSink(options: SinkCliOptions): Promise<Sink> {
+  switch (options.sink) {
+    case 'stdout':
+      return new StdoutSink({ stateFile: options.stateFile });
+    case 'null':
+      return new NullSink();
+    case 'duckdb': {
+      const DuckDbSink = await loadSinkClass('@pg-replicate/duckdb', 'DuckDbSink');
+      return new DuckDbSink({ path: options.duckdbPath ?? 'replica.duckdb' });
+    }
+  }
+}
+
+async function loadSinkClass(packageName: string, exportName: string): Promise<SinkConstructor> {
+  let module: Record<string, unknown>;
+  try {
+    // A variable specifier keeps the compiler from requiring the optional package at build time.
+    const specifier: string = packageName;
+    module = (await import(specifier)) as Record<string, unknown>;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') {
+      throw new PgReplicateError('INVALID_ARGUMENT', `the ${packageName} package is not installed`, {
+        hint: `install it next to pg-replicate: npm install ${packageName}`,
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  const sinkClass = module[exportName];
+  if (typeof sinkClass !== 'function') {
+    throw new PgReplicateError('INVALID_ARGUMENT', `${packageName} does not export ${exportName}`, {
+      hint: 'install versions of pg-replicate and its sink packages that belong together',
+    });
+  }
+  return sinkClass as SinkConstructor;
+}

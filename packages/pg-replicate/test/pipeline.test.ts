@@ -1,0 +1,214 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatLsn, type Lsn, parseLsn } from '../src/lsn.js';
+import { Pipeline, type PipelineOptions } from '../src/pipeline/pipeline.js';
+import { PostgresSource } from '../src/source/postgres-source.js';
+import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
+import { MemorySink } from './memory-sink.js';
+
+let db: TestDatabase;
+
+const COLUMNS = ['id', 'name', 'qty', 'updated', 'payload'];
+
+beforeAll(async () => {
+  db = await freshDatabase('pipeline');
+});
+afterAll(async () => db.close());
+
+async function setup(table: string, rows: number): Promise<void> {
+  await db.sql(`
+    CREATE TABLE ${table} (id int PRIMARY KEY, name text, qty int, updated timestamptz, payload text);
+    INSERT INTO ${table} SELECT g, 'name ' || g, g % 100, '2024-01-01'::timestamptz + g * interval '1 microsecond', NULL
+      FROM generate_series(1, ${rows}) g;
+    CREATE PUBLICATION pub_${table} FOR TABLE ${table};
+  `);
+}
+
+/** The table as sorted tab-joined text rows, exactly as Postgres prints each value. */
+async function pgRows(table: string): Promise<string[]> {
+  const expr = COLUMNS.map((c) => `coalesce(${c}::text, '\\N')`).join(`, E'\\t', `);
+  const rows = await db.sql<{ line: string }>(`SELECT concat(${expr}) AS line FROM ${table}`);
+  return rows.map((r) => r.line).sort();
+}
+
+async function currentLsn(): Promise<Lsn> {
+  const [row] = await db.sql<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn');
+  return parseLsn(row!.lsn);
+}
+
+function pipeline(table: string, sink: MemorySink, extra: Partial<PipelineOptions> = {}): Pipeline {
+  const source = new PostgresSource({
+    connection: db.options,
+    publication: `pub_${table}`,
+    slot: `slot_${table}`,
+  });
+  return new Pipeline({ source, sink, mode: 'both', batchMaxDelayMs: 20, ...extra });
+}
+
+/** Random inserts, updates (incl. key changes), deletes, each in its own transaction. */
+async function randomWrites(table: string, count: number, seed: number): Promise<void> {
+  let state = seed;
+  const random = (n: number) => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state % n;
+  };
+  for (let i = 0; i < count; i++) {
+    const id = random(2000) + 1;
+    switch (random(5)) {
+      case 0:
+        await db.sql(`INSERT INTO ${table} VALUES ($1, $2, 1, now(), NULL) ON CONFLICT (id) DO NOTHING`, [
+          id,
+          `w${id}`,
+        ]);
+        break;
+      case 1:
+        await db.sql(`UPDATE ${table} SET qty = qty + 1, updated = clock_timestamp() WHERE id = $1`, [id]);
+        break;
+      case 2:
+        await db.sql(`DELETE FROM ${table} WHERE id = $1`, [id]);
+        break;
+      case 3:
+        await db.sql(
+          `UPDATE ${table} SET id = id + 100000 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM ${table} WHERE id = $1 + 100000)`,
+          [id],
+        );
+        break;
+      default:
+        await db.sql(`UPDATE ${table} SET name = name || 'x' WHERE id BETWEEN $1 AND $1 + 5`, [id]);
+    }
+  }
+}
+
+describe('Pipeline (both)', () => {
+  it('backfills while writers change the table, then streams: the sink equals Postgres', async () => {
+    await setup('t_concurrent', 3000);
+    const sink = new MemorySink();
+    sink.rowDelayMs = 30;
+    const controller = new AbortController();
+    const running = pipeline('t_concurrent', sink, { copyBatchRows: 200, signal: controller.signal }).run();
+    await randomWrites('t_concurrent', 300, 1);
+    const end = await currentLsn();
+    await waitFor(
+      () => sink.durable.lastLsn !== null && sink.durable.lastLsn >= end,
+      30_000,
+      'the sink to catch up',
+    );
+    controller.abort();
+    const result = await running;
+    expect(result.stopped).toBe(true);
+    // The writers ran before and during the snapshot, so the copy holds some of their changes.
+    expect(result.stats.rowsCopied).toBeGreaterThan(2500);
+    expect(sink.anomalies).toEqual([]);
+    expect(sink.rows('"public"."t_concurrent"')).toEqual(await pgRows('t_concurrent'));
+    const [slot] = await db.sql<{ confirmed_flush_lsn: string }>(
+      `SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'slot_t_concurrent'`,
+    );
+    expect(parseLsn(slot!.confirmed_flush_lsn)).toBe(sink.durable.lastLsn);
+  });
+
+  it('stopped during the copy while writers run, a restart copies what is missing and converges', async () => {
+    await setup('t_interrupted', 20000);
+    const sink = new MemorySink();
+    sink.rowDelayMs = 50;
+    const controller = new AbortController();
+    const running = pipeline('t_interrupted', sink, { copyBatchRows: 200, signal: controller.signal }).run();
+    const writer = randomWrites('t_interrupted', 200, 3);
+    await waitFor(() => sink.durable.tables.size > 0, 10_000, 'the copy to start');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    controller.abort();
+    expect((await running).stopped).toBe(true);
+    expect(sink.durable.copied.size).toBe(0);
+    await writer;
+    sink.rowDelayMs = 0;
+    const result = await pipeline('t_interrupted', sink, { endLsn: await currentLsn() }).run();
+    expect(result.stats.tablesCopied).toBe(1);
+    expect(sink.anomalies).toEqual([]);
+    expect(sink.rows('"public"."t_interrupted"')).toEqual(await pgRows('t_interrupted'));
+  });
+
+  it('resumes after a crash in the middle of the copy: the table is copied again, nothing doubled', async () => {
+    await setup('t_copycrash', 5000);
+    const sink = new MemorySink();
+    sink.failWhen = (call, n) => call === 'writeRows' && n === 4;
+    await expect(pipeline('t_copycrash', sink, { copyBatchRows: 500, mode: 'copy' }).run()).rejects.toThrow(
+      /simulated sink failure/,
+    );
+    expect(sink.durable.copied.size).toBe(0);
+    sink.failWhen = null;
+    await pipeline('t_copycrash', sink, { copyBatchRows: 500, mode: 'copy' }).run();
+    expect(sink.anomalies).toEqual([]);
+    expect(sink.rows('"public"."t_copycrash"')).toEqual(await pgRows('t_copycrash'));
+  });
+
+  it('resumes after a crash during CDC without losing or repeating a transaction', async () => {
+    await setup('t_cdccrash', 100);
+    const sink = new MemorySink();
+    const end0 = await currentLsn();
+    await pipeline('t_cdccrash', sink, { endLsn: end0 }).run();
+    await randomWrites('t_cdccrash', 200, 7);
+    const end = await currentLsn();
+    let writes = 0;
+    sink.failWhen = (call) => call === 'writeChanges' && ++writes === 3;
+    await expect(
+      pipeline('t_cdccrash', sink, { endLsn: end, batchMaxRows: 10, batchMaxDelayMs: 0 }).run(),
+    ).rejects.toThrow(/simulated sink failure/);
+    sink.failWhen = null;
+    const result = await pipeline('t_cdccrash', sink, { endLsn: end }).run();
+    expect(result.stats.rowsCopied).toBe(0);
+    expect(sink.anomalies).toEqual([]);
+    expect(sink.rows('"public"."t_cdccrash"')).toEqual(await pgRows('t_cdccrash'));
+  });
+
+  it('writes a transaction larger than a batch in parts, and a crash in the middle loses none of it', async () => {
+    await setup('t_bigtx', 10);
+    const sink = new MemorySink();
+    await pipeline('t_bigtx', sink, { endLsn: await currentLsn() }).run();
+    await db.sql(
+      `INSERT INTO t_bigtx SELECT g, 'big', 1, now(), repeat('x', 100) FROM generate_series(1000, 6000) g`,
+    );
+    const end = await currentLsn();
+    let parts = 0;
+    sink.failWhen = (call) => call === 'writeChanges' && ++parts === 3;
+    await expect(pipeline('t_bigtx', sink, { endLsn: end, batchMaxRows: 1000 }).run()).rejects.toThrow(
+      /simulated/,
+    );
+    // Parts were written, but without a commit nothing of the transaction is durable.
+    expect(sink.rows('"public"."t_bigtx"')).toHaveLength(10);
+    sink.failWhen = null;
+    sink.batches = [];
+    await pipeline('t_bigtx', sink, { endLsn: end, batchMaxRows: 1000 }).run();
+    expect(sink.batches.filter((b) => b.commit === undefined).length).toBeGreaterThanOrEqual(4);
+    expect(sink.anomalies).toEqual([]);
+    expect(sink.rows('"public"."t_bigtx"')).toEqual(await pgRows('t_bigtx'));
+  });
+
+  it('moves an idle slot forward when only unpublished tables change', async () => {
+    await setup('t_idle', 1);
+    await db.sql('CREATE TABLE unpublished (id int PRIMARY KEY, v text)');
+    const sink = new MemorySink();
+    await pipeline('t_idle', sink, { endLsn: await currentLsn() }).run();
+    const before = sink.durable.lastLsn!;
+    await db.sql(`INSERT INTO unpublished SELECT g, 'x' FROM generate_series(1, 1000) g`);
+    const end = await currentLsn();
+    await pipeline('t_idle', sink, { endLsn: end }).run();
+    expect(sink.durable.lastLsn! >= end).toBe(true);
+    const [slot] = await db.sql<{ confirmed_flush_lsn: string }>(
+      `SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'slot_t_idle'`,
+    );
+    expect(parseLsn(slot!.confirmed_flush_lsn) > before).toBe(true);
+    expect(parseLsn(slot!.confirmed_flush_lsn) >= end).toBe(true);
+  });
+
+  it('refuses a sink whose state is behind the slot (changes would be missing)', async () => {
+    await setup('t_behind', 5);
+    const sink = new MemorySink();
+    await pipeline('t_behind', sink, { endLsn: await currentLsn() }).run();
+    const stale = structuredClone(sink.durable);
+    await db.sql(`INSERT INTO t_behind VALUES (100, 'new', 1, now(), NULL)`);
+    await pipeline('t_behind', sink, { endLsn: await currentLsn() }).run();
+    sink.durable = stale;
+    await expect(pipeline('t_behind', sink, { endLsn: await currentLsn() }).run()).rejects.toMatchObject({
+      code: 'SINK_BEHIND_SLOT',
+    });
+    expect(formatLsn(stale.lastLsn!)).toMatch(/\//);
+  });
+});
