@@ -23,7 +23,7 @@ export const EXIT_USAGE = 2;
 const EXIT_INTERRUPTED = 130;
 
 export async function main(argv: readonly string[] = process.argv): Promise<void> {
-  const program = buildProgram(handle).exitOverride();
+  const program = buildProgram(handle);
   try {
     await program.parseAsync(argv as string[]);
   } catch (error) {

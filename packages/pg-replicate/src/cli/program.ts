@@ -60,8 +60,8 @@ Set-up on the server (once):
   ALTER ROLE app_user WITH REPLICATION;
 
 Connection settings come from the flags, else --url, else DATABASE_URL, else the PGHOST, PGPORT,
-PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE variables. Prefer PGPASSWORD (or a ~/.pgpass-free URL in
-DATABASE_URL) to --db-password: command lines are visible to other users of the machine.
+PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE variables (and ~/.pgpass). Prefer PGPASSWORD or
+DATABASE_URL to --db-password: command lines are visible to other users of the machine.
 Data goes to stdout; logs and progress to stderr. Exit status: 0 done, 1 failed, 2 bad arguments.`;
 
 function integer(name: string, min: number) {
@@ -85,11 +85,13 @@ function lsnArgument(value: string): bigint {
 export function buildProgram(handler: CommandHandler): Command {
   const program = new Command('pg-replicate')
     .description(
-      'Replicate Postgres tables with logical replication: a consistent copy of the tables in a publication,\nthen every insert, update, delete and truncate, into a sink — resumed exactly where it stopped.',
+      'Replicate Postgres tables with logical replication: a consistent copy of the tables in a publication, then every insert, update, delete and truncate, into a sink — resumed exactly where it stopped.',
     )
     .version('0.1.0', '-V, --version')
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .showSuggestionAfterError()
+    // Usage errors throw (and main exits 2) instead of commander exiting 1; inherited by subcommands.
+    .exitOverride()
     .addHelpText('after', EXAMPLES);
 
   program

@@ -59,7 +59,7 @@ async function connectOnce(
     port: options.port,
     database: options.database,
     user: options.user,
-    password: options.password ?? '',
+    password: options.password,
     ssl,
     application_name: options.applicationName,
     connectionTimeoutMillis: options.connectTimeoutMs,
