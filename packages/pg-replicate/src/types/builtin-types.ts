@@ -131,27 +131,3 @@ function buildBuiltinTypes(): ReadonlyMap<number, PgType> {
 
 /** Every builtin type by OID. A multirange's `subtype` is its range type. */
 export const BUILTIN_TYPES: ReadonlyMap<number, PgType> = buildBuiltinTypes();
-
-/** OIDs of the builtin types decoded most often, for code that wants to name them. */
-export enum BuiltinOid {
-  Bool = 16,
-  Bytea = 17,
-  Int8 = 20,
-  Int2 = 21,
-  Int4 = 23,
-  Text = 25,
-  Oid = 26,
-  Json = 114,
-  Float4 = 700,
-  Float8 = 701,
-  Varchar = 1043,
-  Date = 1082,
-  Time = 1083,
-  Timestamp = 1114,
-  Timestamptz = 1184,
-  Interval = 1186,
-  Timetz = 1266,
-  Numeric = 1700,
-  Uuid = 2950,
-  Jsonb = 3802,
-}

@@ -146,7 +146,8 @@ export class TypeRegistry {
   /**
    * Loads non-builtin types (enums, domains, composites, arrays/ranges of them, extension types)
    * from pg_type/pg_attribute/pg_enum/pg_range, recursively, in one query. OIDs already known
-   * are skipped unless `reload`; OIDs the catalog does not have stay unknown.
+   * are skipped unless `reload`; OIDs the catalog does not have stay unknown. Needs PG 14+
+   * (multiranges). Parsers handed out before a load keep their old view: ask again afterwards.
    */
   async load(client: Queryable, oids: Iterable<number>, options: LoadOptions = {}): Promise<void> {
     const wanted = [...new Set(oids)].filter(
