@@ -39,6 +39,9 @@ CREATE DOMAIN email AS citext;
 CREATE TYPE address AS (street text, zip varchar(10), tags text[], n int4, ts timestamptz);
 CREATE TYPE person AS (name text, addr address, mood mood);
 CREATE TYPE floatrange AS RANGE (subtype = float8);
+CREATE TYPE with_dropped AS (a int4, gone text, b text);
+ALTER TYPE with_dropped DROP ATTRIBUTE gone;
+CREATE DOMAIN int_list AS int4[] CHECK (cardinality(VALUE) < 10);
 CREATE TABLE all_types (
   id int PRIMARY KEY,
   c_int2 int2, c_int4 int4, c_int8 int8, c_oid oid, c_xid xid, c_numeric numeric, c_numeric_scaled numeric(20,5),
@@ -54,7 +57,7 @@ CREATE TABLE all_types (
   c_float4_arr float4[], c_float8_arr float8[], c_interval_arr interval[], c_int4range int4range, c_int8range int8range,
   c_numrange numrange, c_tsrange tsrange, c_tstzrange tstzrange, c_daterange daterange, c_datemultirange datemultirange,
   c_int4multirange int4multirange, c_floatrange floatrange, c_range_arr int4range[], c_multirange_arr datemultirange[],
-  c_big_compressed text, c_big_external text
+  c_dropped with_dropped, c_posint_arr posint[], c_int_list int_list, c_big_compressed text, c_big_external text
 );
 ALTER TABLE all_types ALTER c_big_external SET STORAGE EXTERNAL;
 CREATE PUBLICATION pub FOR TABLE all_types;
@@ -144,6 +147,9 @@ const ROWS: Record<string, string>[] = [
     c_floatrange: "'[1.5,2.5e30)'",
     c_range_arr: "ARRAY['[1,2)'::int4range, 'empty']",
     c_multirange_arr: "ARRAY['{[2024-01-01,2024-01-05)}'::datemultirange, '{}']",
+    c_dropped: "ROW(1, 'b, after a dropped field')",
+    c_posint_arr: "'{1,NULL,3}'",
+    c_int_list: "'{4,5}'",
   },
   {
     // minimums, negatives, empties, BC and -infinity
@@ -481,6 +487,9 @@ describe('type conformance with a live server', () => {
     expect(range.lower).toEqual(new PgTimestamp(1_704_067_200_000_000n, true));
     expect(decodedValue(1, 'c_floatrange')).toEqual(new PgRange(1.5, 2.5e30, true, false));
     expect(decodedValue(1, 'c_datemultirange')).toBeInstanceOf(PgMultirange);
+    expect(decodedValue(1, 'c_dropped')).toEqual({ a: 1, b: 'b, after a dropped field' });
+    expect(decodedValue(1, 'c_posint_arr')).toEqual([1, null, 3]);
+    expect(decodedValue(1, 'c_int_list')).toEqual([4, 5]);
     const caesar = decodedValue(2, 'c_timestamptz') as PgTimestamp;
     expect(caesar.toISOString()).toBe('-000043-03-15T12:00:00.500000Z');
     expect((decodedValue(3, 'c_timestamp') as PgTimestamp).toISOString()).toBe(
