@@ -45,6 +45,22 @@ export interface CdcOptions {
 
 type Counts = Record<'insert' | 'update' | 'delete' | 'truncate', number>;
 
+/** Commit times (µs since the Unix epoch) of a batch's first and last transaction. */
+interface CommitTimes {
+  readonly first: bigint;
+  readonly last: bigint;
+}
+
+const NO_COMMIT_TIMES: CommitTimes = { first: 0n, last: 0n };
+
+function emptyCounts(): Counts {
+  return { insert: 0, update: 0, delete: 0, truncate: 0 };
+}
+
+function countInto(counts: Counts, events: readonly ChangeEvent[]): void {
+  for (const event of events) if (event.op !== 'schema') counts[event.op]++;
+}
+
 const TIMEOUT = Symbol('timeout');
 
 export class CdcLoop {
@@ -63,11 +79,14 @@ export class CdcLoop {
   #events: ChangeEvent[] = [];
   #committedCount = 0;
   #commitLsn: Lsn | null = null;
+  #firstCommitTime = 0n;
   #lastCommitTime = 0n;
   #batchStarted = 0;
   #batchTransactions = 0;
 
   #writing: Promise<void> | null = null;
+  /** Changes written in parts of a transaction that is not committed yet. */
+  #partCounts: Counts = emptyCounts();
   #durable: Lsn | null;
   #serverPosition: Lsn = 0n;
   #lastActivity = performance.now();
@@ -91,32 +110,72 @@ export class CdcLoop {
   async run(): Promise<void> {
     const { signal } = this.#options;
     let next: Promise<ReplicationEvent[] | null> | null = null;
-    const abort = new Promise<typeof TIMEOUT>((resolve) =>
-      signal?.addEventListener('abort', () => resolve(TIMEOUT)),
-    );
-    while (!signal?.aborted && !this.#reachedEnd()) {
-      next ??= this.#stream.next();
-      next.catch(() => {});
-      const events = await Promise.race([next, abort, delay(this.#waitMs())]);
-      if (events === TIMEOUT) {
-        await this.#onQuiet();
-        continue;
+    const onAbort = () => this.#wakeUp?.();
+    signal?.addEventListener('abort', onAbort);
+    try {
+      while (!signal?.aborted && !this.#reachedEnd()) {
+        next ??= this.#stream.next();
+        const events = await this.#nextOrTimeout(next, this.#waitMs());
+        if (events === TIMEOUT) {
+          await this.#onQuiet();
+          continue;
+        }
+        next = null;
+        if (events === null) {
+          throw new PgReplicateError('CONNECTION_LOST', 'the server ended the replication stream', {
+            hint: 'check the server log; the pipeline resumes from the last durable position when restarted',
+          });
+        }
+        this.#lastActivity = performance.now();
+        for (const event of events) {
+          if (event.type === 'keepalive') this.#serverPosition = maxLsn(this.#serverPosition, event.walEnd);
+          else await this.#onMessage(event.message, event.lsn);
+        }
       }
-      next = null;
-      if (events === null) {
-        throw new PgReplicateError('CONNECTION_LOST', 'the server ended the replication stream', {
-          hint: 'check the server log; the pipeline resumes from the last durable position when restarted',
-        });
-      }
-      this.#lastActivity = performance.now();
-      for (const event of events) {
-        if (event.type === 'keepalive') this.#serverPosition = maxLsn(this.#serverPosition, event.walEnd);
-        else await this.#onMessage(event.message, event.lsn);
-      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      // A read still in flight must not surface later as an unhandled rejection.
+      next?.catch(() => {});
     }
     // Stop: write what is committed; an open transaction is abandoned and will be sent again.
     await this.#flushCommitted();
     await this.#settle();
+  }
+
+  #wakeUp: (() => void) | null = null;
+
+  /**
+   * The next events, or TIMEOUT after `ms` (or on abort). Deliberately not a Promise.race with a
+   * long-lived promise: every race would leave a reaction on it that keeps the resolved events
+   * (and their buffers) alive for as long as that promise lives.
+   */
+  #nextOrTimeout(
+    next: Promise<ReplicationEvent[] | null>,
+    ms: number,
+  ): Promise<ReplicationEvent[] | null | typeof TIMEOUT> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#wakeUp = null;
+        resolve(TIMEOUT);
+      }, ms);
+      this.#wakeUp = () => {
+        clearTimeout(timer);
+        this.#wakeUp = null;
+        resolve(TIMEOUT);
+      };
+      next.then(
+        (events) => {
+          clearTimeout(timer);
+          this.#wakeUp = null;
+          resolve(events);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          this.#wakeUp = null;
+          reject(error);
+        },
+      );
+    });
   }
 
   #waitMs(): number {
@@ -171,7 +230,10 @@ export class CdcLoop {
           this.#committedCount = this.#events.length;
           this.#lastCommitTime = message.commitTime;
           this.#batchTransactions++;
-          if (this.#batchTransactions === 1) this.#batchStarted = performance.now();
+          if (this.#batchTransactions === 1) {
+            this.#batchStarted = performance.now();
+            this.#firstCommitTime = message.commitTime;
+          }
         }
         this.#tx = null;
         this.#serverPosition = maxLsn(this.#serverPosition, message.endLsn);
@@ -302,12 +364,12 @@ export class CdcLoop {
     this.#events =
       this.#committedCount === this.#events.length ? [] : this.#events.slice(this.#committedCount);
     const lsn = this.#commitLsn;
-    const commitTime = this.#lastCommitTime;
+    const commitTimes = { first: this.#firstCommitTime, last: this.#lastCommitTime };
     const transactions = this.#batchTransactions;
     this.#commitLsn = null;
     this.#committedCount = 0;
     this.#batchTransactions = 0;
-    await this.#write(events, lsn, commitTime, transactions);
+    await this.#write(events, lsn, commitTimes, transactions);
   }
 
   /** A transaction outgrew the batch: commit what came before it, then write this part of it. */
@@ -315,12 +377,12 @@ export class CdcLoop {
     await this.#flushCommitted();
     const events = this.#events;
     this.#events = [];
-    await this.#write(events, null, 0n, 0);
+    await this.#write(events, null, NO_COMMIT_TIMES, 0);
   }
 
   /** Records a position with nothing to apply (idle WAL), then confirms it. */
   async #advance(lsn: Lsn): Promise<void> {
-    await this.#write([], lsn, 0n, 0);
+    await this.#write([], lsn, NO_COMMIT_TIMES, 0);
     await this.#settle();
     this.#options.onProgress({ type: 'advanced', lsn });
   }
@@ -328,15 +390,19 @@ export class CdcLoop {
   async #write(
     events: ChangeEvent[],
     lsn: Lsn | null,
-    commitTime: bigint,
+    commitTimes: CommitTimes,
     transactions: number,
   ): Promise<void> {
     await this.#settle();
     const write = this.#sink.writeChanges({ events, commit: lsn === null ? undefined : { lsn } }).then(() => {
-      if (lsn === null) return;
+      if (lsn === null) {
+        // Part of a transaction: counted once its commit makes it durable.
+        countInto(this.#partCounts, events);
+        return;
+      }
       this.#durable = lsn;
       this.#stream.confirm(lsn);
-      this.#record(events, lsn, commitTime, transactions);
+      this.#record(events, lsn, commitTimes, transactions);
     });
     write.catch(() => {});
     this.#writing = write;
@@ -350,21 +416,31 @@ export class CdcLoop {
     if (this.#writing === writing) this.#writing = null;
   }
 
-  #record(events: readonly ChangeEvent[], lsn: Lsn, commitTime: bigint, transactions: number): void {
+  #record(events: readonly ChangeEvent[], lsn: Lsn, commitTimes: CommitTimes, transactions: number): void {
     const stats = this.#options.stats;
     stats.durableLsn = lsn;
     if (transactions === 0 && events.length === 0) return;
-    const counts: Counts = { insert: 0, update: 0, delete: 0, truncate: 0 };
-    for (const event of events) if (event.op !== 'schema') counts[event.op]++;
+    const counts = this.#partCounts;
+    this.#partCounts = emptyCounts();
+    countInto(counts, events);
     stats.inserts += counts.insert;
     stats.updates += counts.update;
     stats.deletes += counts.delete;
     stats.truncates += counts.truncate;
     stats.transactions += transactions;
     stats.batches++;
-    const lagMs = commitTime === 0n ? 0 : Math.max(0, Date.now() - Number(commitTime / 1000n));
+    const now = Date.now();
+    const lag = (time: bigint) => (time === 0n ? 0 : Math.max(0, now - Number(time / 1000n)));
+    const lagMs = lag(commitTimes.last);
     stats.lastLagMs = lagMs;
-    this.#options.onProgress({ type: 'changes', counts, transactions, lsn, lagMs });
+    this.#options.onProgress({
+      type: 'changes',
+      counts,
+      transactions,
+      lsn,
+      lagMs,
+      maxLagMs: lag(commitTimes.first),
+    });
   }
 
   #reachesEnd(lsn: Lsn): boolean {
@@ -378,8 +454,4 @@ export class CdcLoop {
 
 function emptyTx(lsn: Lsn): TransactionInfo {
   return { xid: 0, commitLsn: lsn, commitTime: 0n };
-}
-
-function delay(ms: number): Promise<typeof TIMEOUT> {
-  return new Promise((resolve) => setTimeout(resolve, ms, TIMEOUT).unref());
 }

@@ -17,6 +17,8 @@ export type ProgressEvent =
       readonly lsn: Lsn;
       /** Commit of the batch's last transaction → durable in the sink. */
       readonly lagMs: number;
+      /** Commit of the batch's first transaction → durable: the longest any change waited. */
+      readonly maxLagMs: number;
     }
   | { readonly type: 'advanced'; readonly lsn: Lsn };
 
