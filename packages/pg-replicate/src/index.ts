@@ -78,6 +78,7 @@ export { StdoutSink, type StdoutSinkOptions } from './sink/stdout-sink.js';
 export type { PublishedTable, SlotInfo } from './source/catalog.js';
 export { PostgresSource, type PostgresSourceOptions, type Snapshot } from './source/postgres-source.js';
 export { MIN_SERVER_VERSION, type ReplicationMode } from './source/preflight.js';
+export { BUILTIN_TYPES } from './types/builtin-types.js';
 // Types and values
 export { formatJsonValue } from './types/json-format.js';
 export {
@@ -87,9 +88,22 @@ export {
   PgTime,
   PgTimestamp,
   PgTimeTz,
+  TIMESTAMP_INFINITY_MICROS,
+  TIMESTAMP_MINUS_INFINITY_MICROS,
 } from './types/temporal-values.js';
-export { type PgType, type PgTypeCategory, type TextParser, TypeRegistry } from './types/type-registry.js';
+export { formatPgText } from './types/text-format.js';
 export {
+  type LoadOptions,
+  type PgType,
+  type PgTypeCategory,
+  type Queryable,
+  type TextParser,
+  TypeRegistry,
+} from './types/type-registry.js';
+export {
+  arrayLowerBounds,
+  type BoundFormatter,
+  isPgRecord,
   PgArray,
   PgJson,
   PgMultirange,
