@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ConnectionInput } from '../connection/connection-options.js';
 import { SSL_MODES, type SslMode } from '../connection/connection-options.js';
 import { parseLsn } from '../lsn.js';
+import { registerRunCommand } from '../replicator/run-command.js';
 import { SINK_NAMES, type SinkName } from './sinks.js';
 
 /** Everything the flags say, merged from the program and the subcommand. */
@@ -187,6 +188,7 @@ export function buildProgram(handler: CommandHandler): Command {
     )
     .action(run('drop'));
 
+  registerRunCommand(program);
   return program;
 }
 
