@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   });
   const work = mkdtempSync(join(tmpdir(), 'pg-replicate-bench-'));
   try {
-    const [version] = await cluster.query<{ v: string }>('SHOW server_version');
+    const [version] = await cluster.query<{ v: string }>("SELECT current_setting('server_version') AS v");
     await cluster.query(`
       CREATE TABLE bench (${COLUMNS});
       CREATE TABLE bench_cdc (${COLUMNS});
