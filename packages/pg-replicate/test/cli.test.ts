@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase, type TestDatabase } from './helpers.js';
+import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../bin/pg-replicate.js', import.meta.url));
 
@@ -200,6 +200,43 @@ describe('pg-replicate CLI', () => {
     expect(run.stderr).not.toContain('wrong-secret');
     expect(run.stderr).not.toContain(PASSWORD);
     expect(run.stdout).toBe('');
+  });
+
+  it('stops gracefully on SIGTERM (exit 0); the next run resumes with the next change', async () => {
+    const stateFile = `${process.env.TMPDIR ?? '/tmp'}/pgr-sigterm-${Date.now()}.json`;
+    const args = [
+      '--url',
+      db.url,
+      '--state-file',
+      stateFile,
+      '--batch-max-delay',
+      '10',
+      'cdc',
+      'my_publication',
+      'sigterm_slot',
+    ];
+    expect((await cli([...args, '--end-lsn', await currentLsn()])).code).toBe(0);
+    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await waitFor(() => stderr.includes('streaming from slot'), 20_000, 'the CLI to stream');
+    await db.sql(`INSERT INTO golden (id, s) VALUES (2001, 'a'), (2002, 'b')`);
+    await waitFor(() => stdout.split('\n').length > 2, 20_000, 'two lines on stdout');
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/stopping/);
+    expect(stderr).toMatch(/stopped; run the same command to resume/);
+    await db.sql(`INSERT INTO golden (id, s) VALUES (2003, 'c')`);
+    const next = await cli([...args, '--end-lsn', await currentLsn()]);
+    expect(next.code).toBe(0);
+    expect(next.lines.map((l) => (l['new'] as Record<string, unknown>)['id'])).toEqual(['2003']);
   });
 
   it('drop asks for --yes, then drops the slot', async () => {
