@@ -319,8 +319,9 @@ export class PgoutputDecoder {
   #streamAbort(r: BufferReader): StreamAbortMessage {
     const xid = r.uint32('xid');
     const subXid = r.uint32('subtransaction xid');
-    // Protocol 4 with parallel streaming appends the abort LSN and time.
-    if (this.#parallelStreaming && r.remaining >= 16) {
+    // Protocol 4 with parallel streaming always appends the abort LSN and time (a shorter message
+    // is truncated, not an older layout).
+    if (this.#parallelStreaming) {
       return { tag: 'stream_abort', xid, subXid, abortLsn: r.uint64('abort LSN'), abortTime: time(r) };
     }
     return { tag: 'stream_abort', xid, subXid, abortLsn: undefined, abortTime: undefined };
