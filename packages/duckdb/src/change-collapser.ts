@@ -1,0 +1,200 @@
+/**
+ * Collapses a run of row changes to one table into their net effect, so that a batch is applied
+ * set-wise (delete the affected keys, insert the final rows) instead of statement by statement.
+ * Pure logic over Postgres text values; `change-applier.ts` turns the result into SQL.
+ *
+ * Keyed tables: per key, in commit order, the last state wins — but three things must survive
+ * the collapse:
+ * - Unchanged TOAST columns (not sent by Postgres) take the value the row had: from an earlier
+ *   change in the run when there is one, from the old row under REPLICA IDENTITY FULL, otherwise
+ *   from the row in DuckDB as it was before the run (its "origin", found by the key it had then —
+ *   which a chain of key updates can make different from its final key).
+ * - A key update removes the row under the old key.
+ * - A key first seen in an insert cannot be in DuckDB yet (keys are unique and every change is
+ *   applied exactly once), so it needs no delete: insert-only batches become pure appends.
+ *
+ * Tables identified by the whole row (REPLICA IDENTITY FULL without a key) are multisets: each
+ * distinct row gets a net count (+1 per insert, −1 per delete, an update is both), applied as
+ * "delete that many copies" or "insert that many copies" — order does not matter for multisets.
+ */
+import type { RowChangeEvent, RowData } from 'pg-replicate';
+import type { Identity } from './table-plan.js';
+
+export type Texts = (string | null)[];
+
+/** The net effect on one key. */
+export interface KeyedEntry {
+  /** Key column texts (in identity order). */
+  readonly key: Texts;
+  /** Whether a row with this key may exist in DuckDB from before the run (delete it first). */
+  readonly deleteExisting: boolean;
+  /** The final row (every column), or null when the key ends up deleted. */
+  row: Texts | null;
+  /** Per column, 1 where the value is an unchanged TOAST value to take from the origin row. */
+  unchanged: Uint8Array | null;
+  /** Key texts of the row in DuckDB providing the unchanged values. */
+  origin: Texts | null;
+}
+
+/** A distinct row and how many copies of it the run adds (> 0) or removes (< 0). */
+export interface RowCount {
+  readonly row: Texts;
+  count: number;
+}
+
+/** Thrown for a change that cannot be applied to the table as identified. */
+export class UnappliableChangeError extends Error {
+  override readonly name = 'UnappliableChangeError';
+}
+
+function texts(row: RowData): Texts {
+  const values: Texts = new Array(row.length);
+  for (let i = 0; i < row.length; i++) values[i] = row.text(i);
+  return values;
+}
+
+/** A string identifying a list of texts (NUL cannot occur in Postgres text). */
+function join(values: Texts): string {
+  let joined = '';
+  for (const value of values) joined += value === null ? '\u0001\u0000' : `${value}\u0000`;
+  return joined;
+}
+
+/** Collapses row changes of one table, fed in commit order. */
+export class ChangeCollapser {
+  readonly #identity: Identity;
+  readonly #keyed = new Map<string, KeyedEntry>();
+  readonly #counts = new Map<string, RowCount>();
+  readonly #inserts: Texts[] = [];
+  /** Changes fed since the last {@link clear}. */
+  size = 0;
+
+  constructor(identity: Identity) {
+    this.#identity = identity;
+  }
+
+  get keyedEntries(): IterableIterator<KeyedEntry> {
+    return this.#keyed.values();
+  }
+
+  get rowCounts(): IterableIterator<RowCount> {
+    return this.#counts.values();
+  }
+
+  /** Rows to append (tables without identity). */
+  get inserts(): readonly Texts[] {
+    return this.#inserts;
+  }
+
+  add(event: RowChangeEvent): void {
+    this.size++;
+    const identity = this.#identity;
+    if (identity.kind === 'key') this.#addKeyed(event, identity.columns);
+    else if (identity.kind === 'row') this.#addCounted(event);
+    else if (event.op === 'insert') this.#inserts.push(texts(event.new));
+    else
+      throw new UnappliableChangeError(`an ${event.op} arrived for a table without identity (append-only)`);
+  }
+
+  clear(): void {
+    this.#keyed.clear();
+    this.#counts.clear();
+    this.#inserts.length = 0;
+    this.size = 0;
+  }
+
+  #addKeyed(event: RowChangeEvent, keyColumns: readonly number[]): void {
+    const keyOf = (row: Texts) => keyColumns.map((index) => row[index] ?? null);
+    if (event.op === 'delete') {
+      const key = keyOf(texts(event.old));
+      const id = join(key);
+      const previous = this.#keyed.get(id);
+      this.#keyed.set(id, {
+        key,
+        deleteExisting: previous?.deleteExisting ?? true,
+        row: null,
+        unchanged: null,
+        origin: null,
+      });
+      return;
+    }
+    const row = texts(event.new);
+    const key = keyOf(row);
+    const id = join(key);
+    if (event.op === 'insert') {
+      const previous = this.#keyed.get(id);
+      this.#keyed.set(id, {
+        key,
+        deleteExisting: previous?.deleteExisting ?? false,
+        row,
+        unchanged: null,
+        origin: null,
+      });
+      return;
+    }
+    const old = event.old === undefined ? null : texts(event.old);
+    const oldKey = old === null ? key : keyOf(old);
+    const oldId = join(oldKey);
+    const before = this.#keyed.get(oldId);
+    let unchanged: Uint8Array | null = null;
+    let origin: Texts | null = null;
+    for (let i = 0; i < row.length; i++) {
+      if (!event.new.isUnchangedToast(i)) continue;
+      if (before?.row) {
+        // The value was set (or inherited) earlier in this run.
+        row[i] = before.row[i] ?? null;
+        if (before.unchanged?.[i] === 1) {
+          unchanged ??= new Uint8Array(row.length);
+          unchanged[i] = 1;
+          origin = before.origin;
+        }
+      } else if (old !== null && !event.oldIsKey && event.old?.isUnchangedToast(i) === false) {
+        row[i] = old[i] ?? null; // REPLICA IDENTITY FULL: the old row has it
+      } else {
+        unchanged ??= new Uint8Array(row.length);
+        unchanged[i] = 1;
+        origin = oldKey;
+      }
+    }
+    if (oldId !== id) {
+      this.#keyed.set(oldId, {
+        key: oldKey,
+        deleteExisting: before?.deleteExisting ?? true,
+        row: null,
+        unchanged: null,
+        origin: null,
+      });
+      const target = this.#keyed.get(id);
+      this.#keyed.set(id, { key, deleteExisting: target?.deleteExisting ?? false, row, unchanged, origin });
+    } else {
+      this.#keyed.set(id, { key, deleteExisting: before?.deleteExisting ?? true, row, unchanged, origin });
+    }
+  }
+
+  #addCounted(event: RowChangeEvent): void {
+    if (event.op === 'insert') {
+      this.#count(texts(event.new), 1);
+      return;
+    }
+    if (event.oldIsKey)
+      throw new UnappliableChangeError(
+        'an old row arrived as a key, but the table is identified by its whole row',
+      );
+    const old = texts(event.old!);
+    if (event.op === 'update') {
+      const row = texts(event.new);
+      for (let i = 0; i < row.length; i++) if (event.new.isUnchangedToast(i)) row[i] = old[i] ?? null;
+      this.#count(old, -1);
+      this.#count(row, 1);
+    } else {
+      this.#count(old, -1);
+    }
+  }
+
+  #count(row: Texts, delta: number): void {
+    const id = join(row);
+    const entry = this.#counts.get(id);
+    if (entry === undefined) this.#counts.set(id, { row, count: delta });
+    else entry.count += delta;
+  }
+}

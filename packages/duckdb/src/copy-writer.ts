@@ -1,0 +1,131 @@
+/**
+ * Backfill into DuckDB: copied rows are staged to a file and loaded with one
+ * `INSERT … SELECT … FROM read_csv(…)` per ~32 MB, inside the copy's transaction.
+ *
+ * Rows from `COPY … TO STDOUT` are already in the staging format, so for tables whose columns
+ * need no rewriting their bytes are written through untouched. Two staging files alternate: while
+ * DuckDB loads one, the next batches go to the other (and Postgres keeps sending), so neither
+ * side waits for the other longer than it must. Memory stays at two file buffers, whatever the
+ * table's size.
+ */
+import { CopyTextRow, type Lsn, type RowData } from 'pg-replicate';
+import { changelogCopySql, prepareValue } from './changelog.js';
+import type { DuckDbDatabase } from './duckdb-database.js';
+import type { StageFile } from './stage-file.js';
+import type { TablePlan } from './table-plan.js';
+import { fromStaged } from './type-mapping.js';
+
+/** Bytes staged before a load is started. */
+const LOAD_BYTES = 32 * 1024 * 1024;
+
+export interface CopyTarget {
+  readonly plan: TablePlan;
+  readonly snapshotLsn: Lsn | null;
+  /** Write into the table (false in changelog-only mode). */
+  readonly materialized: boolean;
+  /** Also append the rows to the changelog as `copy` rows. */
+  readonly changelog: boolean;
+}
+
+export class CopyWriter {
+  readonly #db: DuckDbDatabase;
+  readonly #files: readonly [StageFile, StageFile];
+  #current = 0;
+  #target: CopyTarget | null = null;
+  /** The load in progress (its file is not written to until it settles). */
+  #loading: Promise<void> | null = null;
+
+  constructor(db: DuckDbDatabase, files: readonly [StageFile, StageFile]) {
+    this.#db = db;
+    this.#files = files;
+  }
+
+  /** Starts copying into `target` (the caller has opened the transaction). */
+  begin(target: CopyTarget): void {
+    this.#target = target;
+    this.#current = 0;
+    this.#files[0].reset();
+  }
+
+  async write(rows: readonly RowData[]): Promise<void> {
+    const target = this.#require();
+    const stage = this.#files[this.#current]!;
+    const { plan } = target;
+    const width = plan.columns.length;
+    const sentinel = width === 1; // DuckDB skips empty lines: a one-column row needs a second field
+    for (const row of rows) {
+      if (plan.rawCopy && row instanceof CopyTextRow) {
+        stage.copyRow(row.bytes);
+      } else {
+        for (let i = 0; i < width; i++) {
+          const text = row.text(i);
+          const prepare = plan.columns[i]!.mapping.prepare;
+          stage.field(text === null || prepare === null ? text : prepareValue(plan, i, text));
+        }
+      }
+      if (sentinel) stage.plainField('.');
+      stage.endRow();
+    }
+    if (stage.bytes >= LOAD_BYTES) await this.#startLoad();
+  }
+
+  /** Loads what is left and waits for every load. */
+  async finish(): Promise<void> {
+    await this.#startLoad();
+    await this.#settle();
+    this.#target = null;
+  }
+
+  /** Abandons the copy (the caller rolls the transaction back). */
+  async abandon(): Promise<void> {
+    await this.#loading?.catch(() => {});
+    this.#loading = null;
+    this.#target = null;
+  }
+
+  /** Hands the current file to DuckDB and switches to the other one. */
+  async #startLoad(): Promise<void> {
+    const target = this.#require();
+    const stage = this.#files[this.#current]!;
+    if (stage.rows === 0) return;
+    await this.#settle();
+    stage.flush();
+    const load = this.#load(target, stage);
+    load.catch(() => {}); // observed by #settle
+    this.#loading = load;
+    this.#current = 1 - this.#current;
+    this.#files[this.#current]!.reset();
+  }
+
+  async #load(target: CopyTarget, stage: StageFile): Promise<void> {
+    const { plan } = target;
+    const names = plan.columns.map((_, i) => `c${i}`);
+    if (plan.columns.length === 1) names.push('_sentinel');
+    if (target.materialized) {
+      const columns = plan.columns.map((column) => column.sql).join(', ');
+      const values = plan.columns.map((column, i) => fromStaged(column.mapping, `s.c${i}`)).join(', ');
+      await this.#db.run(
+        `INSERT INTO ${plan.target} (${columns}) SELECT ${values} FROM ${stage.readSql(names)} AS s`,
+        `copying into ${plan.key}`,
+      );
+    }
+    if (target.changelog) {
+      await this.#db.run(
+        changelogCopySql(stage, plan, names, target.snapshotLsn),
+        `copying into the changelog of ${plan.key}`,
+      );
+    }
+  }
+
+  async #settle(): Promise<void> {
+    const loading = this.#loading;
+    if (loading === null) return;
+    this.#loading = null;
+    await loading;
+  }
+
+  #require(): CopyTarget {
+    if (this.#target === null) throw new Error('CopyWriter.begin() has not been called');
+    return this.#target;
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * The DuckDB sink: one DuckDB table per published table, kept equal to it row for row, with
+ * exactly-once delivery — every batch is applied in one DuckDB transaction together with the
+ * position it reaches, so a crash at any instant leaves the file at a transaction boundary that
+ * the pipeline resumes from.
+ *
+ * Transactions, as the `Sink` contract asks:
+ * - `beginCopy` clears the table and its copied flag and commits that at once; the rows then load
+ *   in one transaction that `endCopy` commits together with the flag. A copy cut short leaves the
+ *   flag unset, so the table is cleared and copied again.
+ * - A change batch opens a transaction (or continues the one an earlier batch without `commit`
+ *   left open); the batch with `commit` records the LSN and commits. `close` rolls back whatever
+ *   is still open: Postgres sends that transaction again.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChangeBatch, Lsn, RowData, Sink, SinkContext, SinkState, TableSchema } from 'pg-replicate';
+import { PgReplicateError } from 'pg-replicate';
+import { ChangeApplier } from './change-applier.js';
+import { type ChangelogMode, changelogName } from './changelog.js';
+import { CopyWriter } from './copy-writer.js';
+import { DuckDbDatabase } from './duckdb-database.js';
+import { qualified } from './sql.js';
+import { StageFile } from './stage-file.js';
+import { StateStore } from './state-store.js';
+import { TableCatalog } from './table-catalog.js';
+import { identityNames } from './table-plan.js';
+
+/** Options of {@link DuckDbSink}. */
+export interface DuckDbSinkOptions {
+  /** The DuckDB database file (created if missing). */
+  path: string;
+  /**
+   * `off` (default): materialized tables only. `beside`: also append every change to
+   * `<table>_changelog`. `only`: changelog tables instead of materialized ones.
+   */
+  changelog?: ChangelogMode;
+  /**
+   * Accept tables that have neither a primary key nor REPLICA IDENTITY FULL, applying only their
+   * inserts and truncates (an update or delete of such a table fails). Default false: such a
+   * table is refused when the pipeline starts.
+   */
+  appendOnlyWithoutKey?: boolean;
+  /** DuckDB worker threads (default: one per core). */
+  threads?: number;
+  /** DuckDB `memory_limit` (default `256MB`), e.g. `1GB`. */
+  memoryLimit?: string;
+  /** Directory for staging files (default: the OS temp directory). */
+  stagingDir?: string;
+}
+
+interface OpenState {
+  readonly db: DuckDbDatabase;
+  readonly state: StateStore;
+  readonly catalog: TableCatalog;
+  readonly applier: ChangeApplier;
+  readonly copier: CopyWriter;
+  readonly stagingDir: string;
+  readonly stages: readonly StageFile[];
+}
+
+/**
+ * Keeps a DuckDB file equal to the replicated Postgres tables, exactly once.
+ *
+ * ```ts
+ * import { Pipeline, PostgresSource } from 'pg-replicate';
+ * import { DuckDbSink } from '@pg-replicate/duckdb';
+ *
+ * const source = new PostgresSource({ publication: 'my_publication', slot: 'my_slot' });
+ * const sink = new DuckDbSink({ path: './replica.duckdb' });
+ * await new Pipeline({ source, sink, mode: 'both' }).run();
+ * ```
+ */
+export class DuckDbSink implements Sink {
+  readonly name = 'duckdb';
+  readonly transactional = true;
+  readonly #options: Required<Pick<DuckDbSinkOptions, 'path' | 'changelog' | 'appendOnlyWithoutKey'>> &
+    DuckDbSinkOptions;
+  #open: OpenState | null = null;
+
+  constructor(options: DuckDbSinkOptions) {
+    if (typeof options?.path !== 'string' || options.path === '') {
+      throw new PgReplicateError('INVALID_ARGUMENT', 'the DuckDB sink needs a database file path');
+    }
+    const changelog = options.changelog ?? 'off';
+    if (!['off', 'beside', 'only'].includes(changelog)) {
+      throw new PgReplicateError(
+        'INVALID_ARGUMENT',
+        `changelog must be off, beside or only, not ${String(changelog)}`,
+      );
+    }
+    this.#options = Object.freeze({
+      ...options,
+      changelog,
+      appendOnlyWithoutKey: options.appendOnlyWithoutKey ?? false,
+    });
+  }
+
+  async open(context: SinkContext): Promise<SinkState> {
+    if (this.#open !== null) await this.close();
+    const options = this.#options;
+    const db = await DuckDbDatabase.open(options.path, {
+      threads: options.threads,
+      memoryLimit: options.memoryLimit ?? '256MB',
+    });
+    try {
+      const stagingDir = join(
+        options.stagingDir ?? tmpdir(),
+        `pg-replicate-duckdb-${process.pid}-${randomBytes(4).toString('hex')}`,
+      );
+      mkdirSync(stagingDir, { recursive: true });
+      const stages = [0, 1, 2].map((i) => new StageFile(join(stagingDir, `stage-${i}.tsv`)));
+      const state = new StateStore(db, context.pipelineId);
+      const catalog = new TableCatalog(db, context.types, state, {
+        changelog: options.changelog,
+        appendOnlyWithoutKey: options.appendOnlyWithoutKey,
+      });
+      this.#open = {
+        db,
+        state,
+        catalog,
+        applier: new ChangeApplier(db, catalog, stages[0]!),
+        copier: new CopyWriter(db, [stages[1]!, stages[2]!]),
+        stagingDir,
+        stages,
+      };
+      return await state.load();
+    } catch (error) {
+      if (this.#open !== null) await this.close();
+      else await db.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  async prepare(tables: readonly TableSchema[]): Promise<void> {
+    const { db, catalog } = this.#require();
+    await this.#guard(() =>
+      db.transaction(async () => {
+        for (const table of tables) await catalog.prepare(table);
+      }),
+    );
+  }
+
+  async beginCopy(table: TableSchema, _snapshotLsn: Lsn | null): Promise<void> {
+    const { db, catalog, state, copier } = this.#require();
+    await this.#guard(async () => {
+      if (db.inTransaction) {
+        throw new PgReplicateError(
+          'SINK_ERROR',
+          `a copy of ${qualified(table.schema, table.name)} began while a change batch was still open`,
+        );
+      }
+      const plan = await catalog.plan(table);
+      await db.transaction(async () => {
+        if (catalog.materialized)
+          await db.run(`DELETE FROM ${plan.target}`, `clearing ${plan.key} for its copy`);
+        if (catalog.changelog) {
+          await db.run(
+            `DELETE FROM ${qualified(table.schema, changelogName(table))} WHERE op = 'copy'`,
+            `clearing the copied rows of ${plan.key} from its changelog`,
+          );
+        }
+        await state.setTable(table, identityNames(table, plan.identity), false, null);
+      });
+      await db.begin();
+      copier.begin({
+        plan,
+        snapshotLsn: _snapshotLsn,
+        materialized: catalog.materialized,
+        changelog: catalog.changelog,
+      });
+    });
+  }
+
+  async writeRows(_table: TableSchema, rows: readonly RowData[]): Promise<void> {
+    const { copier } = this.#require();
+    await this.#guard(() => copier.write(rows));
+  }
+
+  async endCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void> {
+    const { db, state, copier, catalog } = this.#require();
+    await this.#guard(async () => {
+      await copier.finish();
+      const plan = await catalog.plan(table);
+      await state.setTable(table, identityNames(table, plan.identity), true, snapshotLsn);
+      await db.commit();
+    });
+  }
+
+  async writeChanges(batch: ChangeBatch): Promise<void> {
+    const { db, applier, state } = this.#require();
+    await this.#guard(async () => {
+      await db.begin();
+      await applier.apply(batch.events);
+      if (batch.commit) {
+        await state.setLastLsn(batch.commit.lsn);
+        await db.commit();
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    const open = this.#open;
+    if (open === null) return;
+    this.#open = null;
+    await open.copier.abandon();
+    for (const stage of open.stages) stage.close();
+    rmSync(open.stagingDir, { recursive: true, force: true });
+    await open.db.close();
+  }
+
+  /** Runs a step; on failure rolls back (the pipeline redelivers from the stored state) and rethrows. */
+  async #guard(step: () => Promise<void>): Promise<void> {
+    try {
+      await step();
+    } catch (error) {
+      const open = this.#open;
+      if (open !== null) {
+        await open.copier.abandon();
+        await open.db.rollback();
+      }
+      throw error instanceof PgReplicateError
+        ? error
+        : new PgReplicateError('SINK_ERROR', `the DuckDB sink failed: ${(error as Error).message}`, {
+            cause: error,
+          });
+    }
+  }
+
+  #require(): OpenState {
+    if (this.#open === null) {
+      throw new PgReplicateError('SINK_ERROR', 'the DuckDB sink is not open', { hint: 'call open() first' });
+    }
+    return this.#open;
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * The resumption state, kept inside the DuckDB file itself so that it is written in the same
+ * transaction as the data it describes: a crash can never leave rows without their position or a
+ * position without its rows.
+ *
+ *   _pg_replicate.state   one row per pipeline: the end LSN of the last applied transaction
+ *   _pg_replicate.tables  one row per pipeline and table: copied or not, at which snapshot LSN,
+ *                         the key used for updates and deletes, and the Postgres columns
+ *
+ * Pipelines are told apart by `SinkContext.pipelineId` (the slot name), so a new slot starts with
+ * a clean state even in an old file.
+ */
+import { formatLsn, type Lsn, type SinkState, type TableSchema, tableKey } from 'pg-replicate';
+import type { DuckDbDatabase } from './duckdb-database.js';
+import { literal } from './sql.js';
+
+export const STATE_SCHEMA = '_pg_replicate';
+
+const CREATE_SQL = `
+CREATE SCHEMA IF NOT EXISTS ${STATE_SCHEMA};
+CREATE TABLE IF NOT EXISTS ${STATE_SCHEMA}.state (
+  pipeline_id VARCHAR NOT NULL,
+  last_lsn UBIGINT,
+  last_lsn_text VARCHAR,
+  updated_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS ${STATE_SCHEMA}.tables (
+  pipeline_id VARCHAR NOT NULL,
+  table_key VARCHAR NOT NULL,
+  schema_name VARCHAR NOT NULL,
+  table_name VARCHAR NOT NULL,
+  copied BOOLEAN NOT NULL,
+  snapshot_lsn UBIGINT,
+  key_columns VARCHAR[],
+  pg_columns JSON,
+  updated_at TIMESTAMPTZ
+);`;
+
+export class StateStore {
+  readonly #db: DuckDbDatabase;
+  readonly #pipeline: string;
+
+  constructor(db: DuckDbDatabase, pipelineId: string) {
+    this.#db = db;
+    this.#pipeline = literal(pipelineId);
+  }
+
+  /** Creates the state tables if missing and reads the state back. */
+  async load(): Promise<SinkState> {
+    await this.#db.transaction(async () => {
+      await this.#db.run(CREATE_SQL, 'creating the state tables');
+      const [row] = await this.#db.rows(
+        `SELECT count(*) AS n FROM ${STATE_SCHEMA}.state WHERE pipeline_id = ${this.#pipeline}`,
+        'reading the state',
+      );
+      if (Number(row?.['n']) === 0) {
+        await this.#db.run(
+          `INSERT INTO ${STATE_SCHEMA}.state VALUES (${this.#pipeline}, NULL, NULL, now())`,
+          'creating the state',
+        );
+      }
+    });
+    const [state] = await this.#db.rows<{ last_lsn: bigint | null }>(
+      `SELECT last_lsn FROM ${STATE_SCHEMA}.state WHERE pipeline_id = ${this.#pipeline}`,
+      'reading the state',
+    );
+    const tables = await this.#db.rows<{ table_key: string; snapshot_lsn: bigint | null }>(
+      `SELECT table_key, snapshot_lsn FROM ${STATE_SCHEMA}.tables WHERE pipeline_id = ${this.#pipeline} AND copied`,
+      'reading the copied tables',
+    );
+    return {
+      lastLsn: state?.last_lsn ?? null,
+      copiedTables: new Map(tables.map((table) => [table.table_key, table.snapshot_lsn])),
+    };
+  }
+
+  /** Records the end LSN of the last applied transaction (inside the caller's transaction). */
+  async setLastLsn(lsn: Lsn): Promise<void> {
+    await this.#db.run(
+      `UPDATE ${STATE_SCHEMA}.state SET last_lsn = ${lsn}, last_lsn_text = ${literal(formatLsn(lsn))}, updated_at = now() WHERE pipeline_id = ${this.#pipeline}`,
+      'recording the applied position',
+    );
+  }
+
+  /**
+   * Records a table: `copied` false while its copy is in progress (or not started), true with the
+   * snapshot LSN once complete. Also documents the key and the Postgres column types.
+   */
+  async setTable(
+    table: TableSchema,
+    keyColumns: readonly string[],
+    copied: boolean,
+    snapshotLsn: Lsn | null,
+  ): Promise<void> {
+    const key = literal(tableKey(table));
+    const columns = JSON.stringify(
+      table.columns.map((column) => ({ name: column.name, type: column.typeName })),
+    );
+    const keys = `[${keyColumns.map(literal).join(', ')}]::VARCHAR[]`;
+    await this.#db.run(
+      `DELETE FROM ${STATE_SCHEMA}.tables WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key};
+       INSERT INTO ${STATE_SCHEMA}.tables VALUES (${this.#pipeline}, ${key}, ${literal(table.schema)}, ${literal(table.name)},
+         ${copied}, ${snapshotLsn === null ? 'NULL' : snapshotLsn}, ${keys}, ${literal(columns)}, now())`,
+      `recording the state of ${tableKey(table)}`,
+    );
+  }
+
+  /** Updates the documented key and columns of a table after a schema change, keeping its copy state. */
+  async describeTable(table: TableSchema, keyColumns: readonly string[]): Promise<void> {
+    const columns = JSON.stringify(
+      table.columns.map((column) => ({ name: column.name, type: column.typeName })),
+    );
+    await this.#db.run(
+      `UPDATE ${STATE_SCHEMA}.tables SET key_columns = [${keyColumns.map(literal).join(', ')}]::VARCHAR[],
+         pg_columns = ${literal(columns)}, updated_at = now()
+       WHERE pipeline_id = ${this.#pipeline} AND table_key = ${literal(tableKey(table))}`,
+      `recording the schema of ${tableKey(table)}`,
+    );
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Test harness for the DuckDB sink: a fresh Postgres database per file (the run's shared server),
+ * a DuckDB file in a temp directory, the real Pipeline and PostgresSource, and a table comparison
+ * that fails with the differing rows.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { type Lsn, parseLsn } from '../../pg-replicate/src/lsn.js';
+import {
+  Pipeline,
+  type PipelineOptions,
+  type PipelineResult,
+} from '../../pg-replicate/src/pipeline/pipeline.js';
+import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js';
+import { freshDatabase, type TestDatabase } from '../../pg-replicate/test/helpers.js';
+import { DuckDbSink, type DuckDbSinkOptions } from '../src/index.js';
+// @ts-expect-error plain JS shared with the fault-trial script
+import { compareTables } from './fixtures/compare.mjs';
+
+export { freshDatabase, type TestDatabase };
+
+export interface TableDiff {
+  table: string;
+  pgRows: number;
+  duckRows: number;
+  missing: number;
+  extra: number;
+  examples: string[];
+}
+
+/** A scratch directory removed by the returned function. */
+export function scratchDir(prefix = 'duckdb-sink-'): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export async function currentLsn(db: TestDatabase): Promise<Lsn> {
+  const [row] = await db.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+  return parseLsn(row!.lsn);
+}
+
+export interface ReplicateOptions extends Partial<Omit<PipelineOptions, 'source' | 'sink'>> {
+  publication: string;
+  slot?: string;
+  sink: DuckDbSinkOptions | DuckDbSink;
+  /** Run until everything up to the current WAL position is applied (default for cdc/both). */
+  catchUp?: boolean;
+}
+
+/** Runs a pipeline into DuckDB; `both`/`cdc` stop once everything written so far is applied. */
+export async function replicate(db: TestDatabase, options: ReplicateOptions): Promise<PipelineResult> {
+  const { publication, slot, sink, catchUp = true, ...rest } = options;
+  const mode = rest.mode ?? 'both';
+  const source = new PostgresSource({
+    connection: db.options,
+    publication,
+    slot: mode === 'copy' ? undefined : slot,
+  });
+  const endLsn = mode !== 'copy' && catchUp && rest.endLsn === undefined ? await currentLsn(db) : rest.endLsn;
+  const pipeline = new Pipeline({
+    source,
+    sink: sink instanceof DuckDbSink ? sink : new DuckDbSink(sink),
+    batchMaxDelayMs: 20,
+    ...rest,
+    mode,
+    endLsn,
+  });
+  return pipeline.run();
+}
+
+/** Compares the tables of both sides (`schema.table`); returns the differences. */
+export async function diffTables(db: TestDatabase, duckPath: string, tables: string[]): Promise<TableDiff[]> {
+  const client = await db.client();
+  try {
+    return (await compareTables(client, duckPath, tables)) as TableDiff[];
+  } finally {
+    await client.end();
+  }
+}
+
+/** Expects every table to be equal on both sides. */
+export async function expectEqualTables(
+  db: TestDatabase,
+  duckPath: string,
+  tables: string[],
+): Promise<TableDiff[]> {
+  const diffs = await diffTables(db, duckPath, tables);
+  for (const diff of diffs) {
+    expect(diff.examples, `${diff.table}: ${diff.missing} missing, ${diff.extra} extra`).toEqual([]);
+    expect(diff.duckRows).toBe(diff.pgRows);
+  }
+  return diffs;
+}
