@@ -14,17 +14,24 @@ const EMPTY = Buffer.alloc(0);
 export class BufferReader {
   buffer: Buffer = EMPTY;
   offset = 0;
+  /** Where the message ends (exclusive): a message may be a slice of a larger socket chunk. */
+  end = 0;
+  /** Where the message starts, so errors report offsets within the message. */
+  start = 0;
   /** What is being decoded, for error messages (e.g. `Insert`). */
   context = '';
 
-  reset(buffer: Buffer = EMPTY, offset = 0, context = ''): void {
+  /** Points the reader at `buffer[start, end)`; `reset()` alone releases the last buffer. */
+  reset(buffer: Buffer = EMPTY, start = 0, end = buffer.length, context = ''): void {
     this.buffer = buffer;
-    this.offset = offset;
+    this.offset = start;
+    this.start = start;
+    this.end = end;
     this.context = context;
   }
 
   get remaining(): number {
-    return this.buffer.length - this.offset;
+    return this.end - this.offset;
   }
 
   fail(what: string, extra = ''): never {
@@ -32,14 +39,14 @@ export class BufferReader {
       'PROTOCOL_VIOLATION',
       `malformed pgoutput ${this.context || 'message'}: ${what}`,
       {
-        detail: `at byte ${this.offset} of ${this.buffer.length}${extra}`,
+        detail: `at byte ${this.offset - this.start} of ${this.end - this.start}${extra}`,
         hint: 'the server sent data this version of pg-replicate cannot decode; please report it with the server version',
       },
     );
   }
 
   private need(bytes: number, what: string): void {
-    if (this.offset + bytes > this.buffer.length) {
+    if (this.offset + bytes > this.end) {
       this.fail(`${what} needs ${bytes} byte(s) but only ${this.remaining} remain`);
     }
   }
@@ -89,7 +96,7 @@ export class BufferReader {
   /** A NUL-terminated UTF-8 string. */
   cstring(what = 'string'): string {
     const end = this.buffer.indexOf(0, this.offset);
-    if (end < 0) this.fail(`${what} is not NUL-terminated`);
+    if (end < 0 || end >= this.end) this.fail(`${what} is not NUL-terminated`);
     const value = this.buffer.toString('utf8', this.offset, end);
     this.offset = end + 1;
     return value;

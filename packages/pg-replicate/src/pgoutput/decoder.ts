@@ -92,10 +92,20 @@ export class PgoutputDecoder {
    * @param lsn the XLogData start position, used only in error messages
    */
   decode(data: Buffer, lsn?: Lsn): PgoutputMessage {
+    return this.decodeAt(data, 0, data.length, lsn);
+  }
+
+  /**
+   * Decodes the message in `buffer[start, end)` — e.g. straight out of a socket chunk, without
+   * allocating a view per message. Same retention rule as {@link decode}.
+   */
+  decodeAt(buffer: Buffer, start: number, end: number, lsn?: Lsn): PgoutputMessage {
     const reader = this.#reader;
-    reader.reset(data, 1, 'message');
+    reader.reset(buffer, start, end, 'message');
     try {
-      return this.#decode(reader, data.length === 0 ? -1 : data[0]!);
+      const tag = start < end ? buffer[start]! : -1;
+      reader.offset = start + 1;
+      return this.#decode(reader, tag);
     } catch (error) {
       if (error instanceof PgReplicateError && lsn !== undefined) {
         throw new PgReplicateError(error.code, error.message, {
@@ -261,7 +271,7 @@ export class PgoutputDecoder {
           gid: r.cstring('gid'),
         };
       default:
-        r.offset = 0;
+        r.offset = r.start;
         return r.fail(
           tag < 0
             ? 'empty message'
@@ -332,7 +342,10 @@ function time(r: BufferReader): bigint {
   return r.int64('timestamp') + POSTGRES_EPOCH_OFFSET_MICROS;
 }
 
-/** Walks the column headers of a TupleData and records where each value lies. */
+/**
+ * Checks a TupleData's column headers and skips past it. Nothing is allocated but the TupleData:
+ * where each value lies is worked out again only if a consumer reads the row.
+ */
 function tuple(r: BufferReader, relation: RelationMessage): TupleData {
   const count = r.int16('tuple column count');
   if (count !== relation.columns.length) {
@@ -340,21 +353,17 @@ function tuple(r: BufferReader, relation: RelationMessage): TupleData {
       `tuple has ${count} columns but relation ${relation.schema}.${relation.name} has ${relation.columns.length}`,
     );
   }
-  const layout = new Int32Array(count * 3);
-  const buffer = r.buffer;
-  for (let i = 0, base = 0; i < count; i++, base += 3) {
+  const start = r.offset;
+  for (let i = 0; i < count; i++) {
     const kind = r.uint8('column kind');
-    layout[base] = kind;
     if (kind === ColumnKind.Text || kind === ColumnKind.Binary) {
       const length = r.int32('value length');
       if (length < 0) r.fail(`column ${i} has negative length ${length}`);
-      layout[base + 1] = r.offset;
       r.skip(length, `value of column ${i}`);
-      layout[base + 2] = length;
     } else if (kind !== ColumnKind.Null && kind !== ColumnKind.UnchangedToast) {
       r.offset--;
       r.fail(`unknown column kind 0x${kind.toString(16)} in column ${i}`);
     }
   }
-  return new TupleData(buffer, layout);
+  return new TupleData(r.buffer, start, count);
 }

@@ -18,17 +18,37 @@ export enum ColumnKind {
 }
 
 export class TupleData {
+  #layout: Int32Array | null = null;
+
   /**
-   * @param buffer the message the row came in (its values are views into it)
-   * @param layout per column: kind, start offset, byte length (three Int32 each)
+   * @param buffer the message (or socket chunk) the row came in; values are read from it in place
+   * @param start offset of the first column header (after the Int16 column count)
+   * @param length number of columns
    */
   constructor(
     readonly buffer: Buffer,
-    private readonly layout: Int32Array,
+    private readonly start: number,
+    readonly length: number,
   ) {}
 
-  get length(): number {
-    return this.layout.length / 3;
+  /** Per column: kind, start offset, byte length — worked out on first use (already validated). */
+  private get layout(): Int32Array {
+    if (this.#layout !== null) return this.#layout;
+    const layout = new Int32Array(this.length * 3);
+    const buffer = this.buffer;
+    let offset = this.start;
+    for (let base = 0; base < layout.length; base += 3) {
+      const kind = buffer[offset++]!;
+      layout[base] = kind;
+      if (kind === ColumnKind.Text || kind === ColumnKind.Binary) {
+        const length = buffer.readInt32BE(offset);
+        layout[base + 1] = offset + 4;
+        layout[base + 2] = length;
+        offset += 4 + length;
+      }
+    }
+    this.#layout = layout;
+    return layout;
   }
 
   kind(index: number): ColumnKind {
@@ -51,25 +71,28 @@ export class TupleData {
 
   /** The value's text (UTF-8), or `null` for NULL / unchanged TOAST / binary columns. */
   text(index: number): string | null {
+    const layout = this.layout;
     const base = index * 3;
-    if (this.layout[base] !== ColumnKind.Text) return null;
-    const start = this.layout[base + 1]!;
-    return this.buffer.toString('utf8', start, start + this.layout[base + 2]!);
+    if (layout[base] !== ColumnKind.Text) return null;
+    const start = layout[base + 1]!;
+    return this.buffer.toString('utf8', start, start + layout[base + 2]!);
   }
 
   /** A view of the raw value bytes (text or binary), or `null` when the column has no value. */
   raw(index: number): Buffer | null {
+    const layout = this.layout;
     const base = index * 3;
-    const kind = this.layout[base];
+    const kind = layout[base];
     if (kind !== ColumnKind.Text && kind !== ColumnKind.Binary) return null;
-    const start = this.layout[base + 1]!;
-    return this.buffer.subarray(start, start + this.layout[base + 2]!);
+    const start = layout[base + 1]!;
+    return this.buffer.subarray(start, start + layout[base + 2]!);
   }
 
   /** Byte size of the values, for batching by bytes. */
   get byteLength(): number {
+    const layout = this.layout;
     let total = 0;
-    for (let base = 2; base < this.layout.length; base += 3) total += Math.max(0, this.layout[base]!);
+    for (let base = 2; base < layout.length; base += 3) total += layout[base]!;
     return total;
   }
 }

@@ -99,21 +99,25 @@ export class ReplicationStream {
 
   async #next(): Promise<ReplicationEvent[] | null> {
     for (;;) {
-      const frames = await this.#copy.next();
+      const frames = await this.#copy.nextFrames();
       if (frames === null) return null;
       if (this.#stopping) continue;
       const events: ReplicationEvent[] = [];
-      for (const frame of frames) {
-        const kind = frame[0];
+      const { buffers, bounds } = frames;
+      for (let i = 0; i < buffers.length; i++) {
+        const frame = buffers[i]!;
+        const start = bounds[2 * i]!;
+        const kind = frame[start];
         if (kind === Frame.XLogData) {
-          const lsn = frame.readBigUInt64BE(1);
-          const walEnd = frame.readBigUInt64BE(9);
+          const lsn = frame.readBigUInt64BE(start + 1);
+          const walEnd = frame.readBigUInt64BE(start + 9);
           if (walEnd > this.#received) this.#received = walEnd;
-          events.push({ type: 'xlog', lsn, message: this.#decoder.decode(frame.subarray(XLOG_HEADER), lsn) });
+          const message = this.#decoder.decodeAt(frame, start + XLOG_HEADER, bounds[2 * i + 1]!, lsn);
+          events.push({ type: 'xlog', lsn, message });
         } else if (kind === Frame.Keepalive) {
-          const walEnd = frame.readBigUInt64BE(1);
+          const walEnd = frame.readBigUInt64BE(start + 1);
           if (walEnd > this.#received) this.#received = walEnd;
-          if (frame[17] === 1) this.#sendStatus(false);
+          if (frame[start + 17] === 1) this.#sendStatus(false);
           events.push({ type: 'keepalive', walEnd });
         }
       }
@@ -162,7 +166,7 @@ export class ReplicationStream {
     this.#sendStatus(false);
     this.#copy.sendCopyDone();
     try {
-      while ((await this.#copy.next()) !== null) {
+      while ((await this.#copy.nextFrames()) !== null) {
         // discard: anything after our CopyDone is past what we will apply
       }
     } catch (error) {
