@@ -4,7 +4,7 @@
  * (Postgres refuses to run as root, so as root the server runs as `postgres`).
  */
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,14 @@ export interface ClusterOptions {
   authMethod?: 'scram-sha-256' | 'md5' | 'password';
   /** Keep the server's log lines (for debugging a failing test). */
   onLog?: (line: string) => void;
+  /**
+   * Files written into the data directory before the first start, readable only by the server
+   * (mode 0600, owned by the user it runs as) — e.g. `server.key` and `server.crt`, then
+   * `settings: { ssl: 'on', ssl_key_file: 'server.key', ssl_cert_file: 'server.crt' }`.
+   */
+  files?: Record<string, string | Buffer>;
+  /** Replaces `pg_hba.conf` before the first start (initdb's uses `authMethod` for everything). */
+  hba?: string;
 }
 
 export interface ClusterConnection {
@@ -90,6 +98,15 @@ export class TestCluster {
       onError: (message: unknown) => log(String(message)),
     });
     await server.initialise();
+    const ids = asRoot ? postgresIds() : undefined;
+    const install = (name: string, content: string | Buffer) => {
+      const path = join(dataDir, name);
+      writeFileSync(path, content);
+      chmodSync(path, 0o600);
+      if (ids !== undefined) chownSync(path, ids.uid, ids.gid);
+    };
+    for (const [name, content] of Object.entries(options.files ?? {})) install(name, content);
+    if (options.hba !== undefined) install('pg_hba.conf', `${options.hba}\n`);
     const cluster = new TestCluster(server, port, password, dataDir);
     await cluster.startServer();
     return cluster;

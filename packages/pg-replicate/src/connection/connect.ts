@@ -124,6 +124,10 @@ function isSslNegotiationFailure(error: unknown, ssl: TlsOptions | false): boole
   return isServerError(error) && error.code === '28000' && /no encryption/i.test(error.message);
 }
 
+/** What to do when max_wal_senders is reached (shared with the preflight check). */
+export const WAL_SENDERS_HINT =
+  "raise max_wal_senders (needs a restart), or end an unused replication connection: SELECT pid, application_name FROM pg_stat_activity WHERE backend_type = 'walsender';";
+
 /** Turns whatever `pg` or the socket threw while connecting into one actionable error. */
 export function connectionError(
   error: unknown,
@@ -168,9 +172,9 @@ export function connectionError(
         );
       case '53300':
         if (/wal_senders|walsender|standby connections/i.test(message)) {
-          return new PgReplicateError('WAL_SENDERS_EXHAUSTED', `all WAL senders are in use on ${where}`, {
+          return new PgReplicateError('WAL_SENDERS_EXHAUSTED', `every WAL sender is in use on ${where}`, {
             detail: message,
-            hint: 'raise max_wal_senders (needs a restart) or stop an unused replication client',
+            hint: WAL_SENDERS_HINT,
             cause: error,
           });
         }

@@ -250,6 +250,12 @@ export async function replicationSlot(
   };
 }
 
+/** Slots no process streams from right now (candidates to drop when slots run out). */
+export async function inactiveSlotNames(client: pg.Client): Promise<string[]> {
+  const found = await rows(client, 'SELECT slot_name FROM pg_replication_slots WHERE NOT active ORDER BY 1');
+  return found.map((r) => String(r['slot_name']));
+}
+
 export async function currentWalLsn(client: pg.Client): Promise<Lsn> {
   const [row] = await rows(client, 'SELECT pg_current_wal_lsn() AS lsn');
   return parseLsn(String(row!['lsn']));

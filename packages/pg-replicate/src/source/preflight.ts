@@ -5,11 +5,12 @@
  * is wrong and the exact statement that fixes it.
  */
 import type pg from 'pg';
-import { quoteIdent } from '../connection/connect.js';
+import { quoteIdent, quoteLiteral, WAL_SENDERS_HINT } from '../connection/connect.js';
 import { PgReplicateError } from '../errors.js';
-import { identityColumns, tableKey } from '../schema.js';
+import { tableKey } from '../schema.js';
 import {
   allPublicationNames,
+  inactiveSlotNames,
   type PublishedTable,
   publications,
   publishedTables,
@@ -86,7 +87,7 @@ export async function preflight(client: pg.Client, options: PreflightOptions): P
   if (tables.length === 0) {
     throw new PgReplicateError(
       'PUBLICATION_EMPTY',
-      `publication ${options.publications.join(', ')} has no tables`,
+      `publication ${options.publications.map((name) => `"${name}"`).join(', ')} has no tables`,
       {
         hint: `add tables with ALTER PUBLICATION ${quoteIdent(options.publications[0]!)} ADD TABLE <table>;`,
       },
@@ -107,14 +108,20 @@ export async function preflight(client: pg.Client, options: PreflightOptions): P
 
   if (streaming && options.requireReplicaIdentity !== false) {
     const changesRows = found.some((p) => p.publishesUpdate || p.publishesDelete);
-    const unidentified = tables.filter((table) => identityColumns(table).length === 0);
+    const unidentified = tables.filter((table) => !hasRowIdentity(table));
     if (changesRows && unidentified.length > 0) {
-      const table = tableKey(unidentified[0]!);
+      const first = unidentified[0]!;
+      const table = tableKey(first);
+      const others = unidentified.slice(1).map(tableKey);
       throw new PgReplicateError(
         'NO_REPLICA_IDENTITY',
-        `table ${unidentified.map(tableKey).join(', ')} has no primary key or replica identity, so its updates and deletes cannot be applied`,
+        `table ${table} ${IDENTITY_PROBLEM[first.replicaIdentity]}, so its updates and deletes cannot be applied`,
         {
-          hint: `add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (…);) or run ALTER TABLE ${table} REPLICA IDENTITY FULL;`,
+          detail: others.length > 0 ? `the same holds for ${others.join(', ')}` : undefined,
+          hint:
+            first.replicaIdentity === 'nothing' && first.primaryKey.length > 0
+              ? `run ALTER TABLE ${table} REPLICA IDENTITY DEFAULT; (it has a primary key)`
+              : `add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (…);) or run ALTER TABLE ${table} REPLICA IDENTITY FULL;`,
         },
       );
     }
@@ -123,29 +130,38 @@ export async function preflight(client: pg.Client, options: PreflightOptions): P
   let slot: SlotInfo | null = null;
   if (streaming) {
     if (options.slot === undefined) {
-      throw new PgReplicateError('INVALID_ARGUMENT', `mode ${options.mode} needs a replication slot name`);
+      throw new PgReplicateError('INVALID_ARGUMENT', `mode ${options.mode} needs a replication slot name`, {
+        hint: `name one: pg-replicate ${options.mode} <publication> <slot>`,
+      });
     }
     slot = await replicationSlot(client, options.slot, server.versionNum);
-    checkSlot(slot, options.slot, server);
+    await checkSlot(client, slot, options.slot, server);
     if (server.activeWalSenders >= server.maxWalSenders) {
       throw new PgReplicateError(
         'WAL_SENDERS_EXHAUSTED',
-        `all ${server.maxWalSenders} WAL senders (max_wal_senders) are in use`,
-        { hint: 'raise max_wal_senders (needs a restart) or stop an unused replication client' },
+        `every WAL sender is in use (max_wal_senders = ${server.maxWalSenders})`,
+        { hint: WAL_SENDERS_HINT },
       );
     }
   }
   return { server, tables, slot };
 }
 
-function checkSlot(slot: SlotInfo | null, name: string, server: ServerInfo): void {
+async function checkSlot(
+  client: pg.Client,
+  slot: SlotInfo | null,
+  name: string,
+  server: ServerInfo,
+): Promise<void> {
   if (slot === null) {
     if (server.usedReplicationSlots >= server.maxReplicationSlots) {
+      const idle = await inactiveSlotNames(client);
       throw new PgReplicateError(
         'SLOTS_EXHAUSTED',
-        `cannot create slot "${name}": all ${server.maxReplicationSlots} replication slots are in use`,
+        `cannot create slot "${name}": all ${server.maxReplicationSlots} replication slots (max_replication_slots) are in use`,
         {
-          hint: 'drop an unused slot (SELECT pg_drop_replication_slot(name)) or raise max_replication_slots (needs a restart)',
+          detail: idle.length > 0 ? `inactive slots: ${idle.join(', ')}` : 'every slot is active',
+          hint: `drop a slot nothing uses (SELECT pg_drop_replication_slot(${quoteLiteral(idle[0] ?? 'name')});) or raise max_replication_slots (needs a restart)`,
         },
       );
     }
@@ -154,9 +170,11 @@ function checkSlot(slot: SlotInfo | null, name: string, server: ServerInfo): voi
   if (slot.slotType !== 'logical' || slot.plugin !== 'pgoutput') {
     throw new PgReplicateError(
       'SLOT_WRONG_PLUGIN',
-      `slot "${name}" exists but is a ${slot.slotType} slot${slot.plugin ? ` for plugin ${slot.plugin}` : ''}, not pgoutput`,
+      slot.slotType === 'logical'
+        ? `slot "${name}" exists but uses plugin ${slot.plugin}, not pgoutput`
+        : `slot "${name}" exists but is a ${slot.slotType} slot, not a logical pgoutput slot`,
       {
-        hint: `use another slot name, or drop it with SELECT pg_drop_replication_slot('${name}'); if nothing uses it`,
+        hint: `use another slot name, or drop it with SELECT pg_drop_replication_slot(${quoteLiteral(name)}); if nothing uses it`,
       },
     );
   }
@@ -168,12 +186,13 @@ function checkSlot(slot: SlotInfo | null, name: string, server: ServerInfo): voi
     );
   }
   if (slot.walStatus === 'lost' || slot.invalidationReason !== null) {
+    const reason = slot.invalidationReason ?? 'wal_removed';
     throw new PgReplicateError(
       'SLOT_INVALIDATED',
       `slot "${name}" was invalidated and can no longer stream`,
       {
-        detail: slot.invalidationReason ? `reason: ${slot.invalidationReason}` : 'wal_status = lost',
-        hint: `the WAL it needed was removed (see max_slot_wal_keep_size); drop it with SELECT pg_drop_replication_slot('${name}'); and run "both" to copy the tables again`,
+        detail: `${reason}: ${INVALIDATION_CAUSE[reason] ?? 'see pg_replication_slots.invalidation_reason'}`,
+        hint: `drop it with SELECT pg_drop_replication_slot(${quoteLiteral(name)}); then run "both" to copy the tables again`,
       },
     );
   }
@@ -185,6 +204,41 @@ function checkSlot(slot: SlotInfo | null, name: string, server: ServerInfo): voi
         hint: `stop the other consumer, or if it is stuck: SELECT pg_terminate_backend(${slot.activePid ?? 'active_pid'});`,
       },
     );
+  }
+}
+
+/** What each `pg_replication_slots.invalidation_reason` (PG 17+) means, and what prevents it. */
+const INVALIDATION_CAUSE: Partial<Record<string, string>> = {
+  wal_removed:
+    'it fell more than max_slot_wal_keep_size behind and the WAL it needed was removed; raise that setting if the consumer can be down that long',
+  rows_removed: 'rows it needed were vacuumed away (on a standby: turn on hot_standby_feedback)',
+  wal_level_insufficient: 'wal_level was lowered below logical',
+  idle_timeout: 'it was idle longer than idle_replication_slot_timeout',
+};
+
+/** Why a table's rows cannot be identified, by its replica identity setting. */
+const IDENTITY_PROBLEM: Record<PublishedTable['replicaIdentity'], string> = {
+  default: 'has no primary key (and REPLICA IDENTITY DEFAULT)',
+  nothing: 'has REPLICA IDENTITY NOTHING',
+  index: 'has REPLICA IDENTITY USING INDEX, but that index was dropped',
+  full: 'has REPLICA IDENTITY FULL',
+};
+
+/**
+ * Whether pgoutput sends a key with the table's updates and deletes. Without one Postgres refuses
+ * those statements on the source once the table is published, and they could not be applied here.
+ */
+function hasRowIdentity(table: PublishedTable): boolean {
+  switch (table.replicaIdentity) {
+    case 'full':
+      return true;
+    case 'default':
+      return table.primaryKey.length > 0;
+    case 'index':
+      // The identity index may have been dropped since: then nothing identifies the rows.
+      return table.columns.some((column) => column.isKey);
+    case 'nothing':
+      return false;
   }
 }
 
