@@ -42,10 +42,12 @@ export async function* copyTable(
   for (;;) {
     const frames = await copy.next();
     if (frames === null) break;
-    for (const frame of frames) splitter.push(frame, rows);
-    if (rows.length >= batchRows) {
-      yield rows;
-      rows = [];
+    for (const frame of frames) {
+      splitter.push(frame, rows);
+      if (rows.length >= batchRows) {
+        yield rows;
+        rows = [];
+      }
     }
   }
   splitter.finish();
