@@ -9,6 +9,7 @@
  * position moves, and on a timer well inside `wal_sender_timeout` — the timer runs even while the
  * consumer is busy, so a slow sink batch never gets the connection killed.
  */
+import { PgReplicateError } from '../errors.js';
 import { type Lsn, maxLsn } from '../lsn.js';
 import type { PgoutputDecoder } from '../pgoutput/decoder.js';
 import type { PgoutputMessage } from '../pgoutput/messages.js';
@@ -23,6 +24,8 @@ enum Frame {
 const PG_EPOCH_MS = 946_684_800_000;
 /** XLogData header: 'w', WAL start, WAL end, send time. */
 const XLOG_HEADER = 25;
+/** Primary keepalive: 'k', WAL end, send time, reply-requested flag. */
+const KEEPALIVE_LENGTH = 18;
 
 export interface XLogDataEvent {
   readonly type: 'xlog';
@@ -107,14 +110,18 @@ export class ReplicationStream {
       for (let i = 0; i < buffers.length; i++) {
         const frame = buffers[i]!;
         const start = bounds[2 * i]!;
-        const kind = frame[start];
+        const end = bounds[2 * i + 1]!;
+        // Frames are read in place from the socket chunk: never look past `end`.
+        const kind = start < end ? frame[start] : undefined;
         if (kind === Frame.XLogData) {
+          if (end - start < XLOG_HEADER) throw shortFrame('XLogData', end - start, XLOG_HEADER);
           const lsn = frame.readBigUInt64BE(start + 1);
           const walEnd = frame.readBigUInt64BE(start + 9);
           if (walEnd > this.#received) this.#received = walEnd;
-          const message = this.#decoder.decodeAt(frame, start + XLOG_HEADER, bounds[2 * i + 1]!, lsn);
+          const message = this.#decoder.decodeAt(frame, start + XLOG_HEADER, end, lsn);
           events.push({ type: 'xlog', lsn, message });
         } else if (kind === Frame.Keepalive) {
+          if (end - start < KEEPALIVE_LENGTH) throw shortFrame('keepalive', end - start, KEEPALIVE_LENGTH);
           const walEnd = frame.readBigUInt64BE(start + 1);
           if (walEnd > this.#received) this.#received = walEnd;
           if (frame[start + 17] === 1) this.#sendStatus(false);
@@ -179,4 +186,14 @@ export class ReplicationStream {
     clearInterval(this.#timer);
     this.#stopping = true;
   }
+}
+
+function shortFrame(name: string, length: number, needed: number): PgReplicateError {
+  return new PgReplicateError(
+    'PROTOCOL_VIOLATION',
+    `malformed ${name} frame: ${length} byte(s), expected ${needed} or more`,
+    {
+      hint: 'the server sent data this version of pg-replicate cannot decode; please report it with the server version',
+    },
+  );
 }
