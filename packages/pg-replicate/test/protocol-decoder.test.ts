@@ -18,7 +18,7 @@ import type {
   RelationMessage,
   UpdateMessage,
 } from '../src/pgoutput/messages.js';
-import { ColumnKind, type TupleData } from '../src/pgoutput/tuple-data.js';
+import { ColumnKind, TupleData } from '../src/pgoutput/tuple-data.js';
 import { type BufferBuilder, bytes } from './wire/buffer-builder.js';
 
 // --- building messages --------------------------------------------------------------------------
@@ -216,6 +216,19 @@ function expectCells(tuple: TupleData | undefined, cells: readonly Cell[]): void
     }
   });
   expect(t.byteLength).toBe(byteLength);
+}
+
+/** A message with its tuples and byte strings spelled out, to compare decodes of different buffers. */
+function plain(value: unknown): unknown {
+  if (value instanceof TupleData) {
+    return Array.from({ length: value.length }, (_, i) => [value.kind(i), value.raw(i)?.toString('hex')]);
+  }
+  if (Buffer.isBuffer(value)) return value.toString('hex');
+  if (Array.isArray(value)) return value.map(plain);
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+  }
+  return value;
 }
 
 function decodeError(decode: () => unknown): PgReplicateError {
@@ -822,6 +835,24 @@ describe('malformed messages', () => {
         const error = decodeError(() => c.decoder().decode(truncated));
         expect(error.message).toMatch(/^malformed pgoutput /);
         expect(error.detail).toMatch(/^at byte \d+ of \d+/);
+      }
+    },
+  );
+
+  it.each(VALID.map((c) => [c.name, c] as const))(
+    '%s decoded in place from a larger buffer never reads past its end',
+    (_, c) => {
+      // As from a socket chunk: other bytes before the message, and the rest of it after the cut.
+      const prefix = Buffer.from([0x77, 0, 0, 0, 0, 0, 0, 0]);
+      const chunk = Buffer.concat([prefix, c.data, Buffer.from([0, 0, 0, 0])]);
+      const start = prefix.length;
+      expect(plain(c.decoder().decodeAt(chunk, start, start + c.data.length))).toEqual(
+        plain(c.decoder().decode(c.data)),
+      );
+      for (let cut = 0; cut < c.data.length; cut++) {
+        const error = decodeError(() => c.decoder().decodeAt(chunk, start, start + cut));
+        // Offsets are within the message, not the chunk.
+        expect(error.detail).toMatch(new RegExp(`^at byte \\d+ of ${cut}$`));
       }
     },
   );
