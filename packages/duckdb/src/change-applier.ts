@@ -17,6 +17,7 @@ import {
   type RowChangeEvent,
   type TableSchema,
   type TruncateEvent,
+  tableKey,
 } from 'pg-replicate';
 import { ChangeCollapser, type Texts, UnappliableChangeError } from './change-collapser.js';
 import { changelogInsertSql, prepareValue, stageChangelog } from './changelog.js';
@@ -33,13 +34,15 @@ interface Pending {
   readonly changelog: (RowChangeEvent | TruncateEvent)[];
 }
 
-const ROWS_TABLE = 'temp.main._pg_replicate_rows';
+const ROWS_TABLE = '_pg_replicate_rows';
 
 export class ChangeApplier {
   readonly #db: DuckDbDatabase;
   readonly #catalog: TableCatalog;
   readonly #stage: StageFile;
   readonly #pending = new Map<TableSchema, Pending>();
+  /** Tables this transaction deleted rows from (their schema changes need a rebuild). */
+  readonly #deletedFrom = new Set<string>();
 
   constructor(db: DuckDbDatabase, catalog: TableCatalog, stage: StageFile) {
     this.#db = db;
@@ -68,26 +71,36 @@ export class ChangeApplier {
           for (const table of event.tables) await this.#truncate(table, event);
           break;
         case 'schema':
+          // Rows before the change are written in the old shape, rows after it in the new one.
           await this.#flush();
-          await this.#catalog.prepare(event.table, event.previous);
+          await this.#plan(event.table);
           break;
       }
     }
     await this.#flush();
   }
 
+  /** The sink's transaction ended (committed or rolled back). */
+  transactionEnded(): void {
+    this.#deletedFrom.clear();
+  }
+
   async #pendingFor(table: TableSchema): Promise<Pending> {
     let pending = this.#pending.get(table);
     if (pending === undefined) {
-      const plan = await this.#catalog.plan(table);
+      const plan = await this.#plan(table);
       pending = { plan, collapser: new ChangeCollapser(plan.identity), changelog: [] };
       this.#pending.set(table, pending);
     }
     return pending;
   }
 
+  #plan(table: TableSchema): Promise<TablePlan> {
+    return this.#catalog.plan(table, this.#deletedFrom.has(tableKey(table)));
+  }
+
   async #truncate(table: TableSchema, event: TruncateEvent): Promise<void> {
-    const plan = await this.#catalog.plan(table);
+    const plan = await this.#plan(table);
     if (this.#catalog.materialized)
       await this.#db.run(`DELETE FROM ${plan.target}`, `truncating ${plan.key}`);
     if (this.#catalog.changelog) {
@@ -170,11 +183,14 @@ export class ChangeApplier {
           `CASE WHEN substr(s._u, ${i + 1}, 1) = '1' THEN o.${column.sql} ELSE ${convert(i, `s.c${i}`)} END AS ${column.sql}`,
       );
       await this.#db.run(
-        `CREATE OR REPLACE TABLE ${ROWS_TABLE} AS SELECT ${values.join(', ')}, (s._u IS NOT NULL AND o.rowid IS NULL) AS _missing
+        `CREATE OR REPLACE TEMP TABLE ${ROWS_TABLE} AS SELECT ${values.join(', ')}, (s._u IS NOT NULL AND o.rowid IS NULL) AS _missing
            FROM ${read} AS s LEFT JOIN ${plan.target} AS o ON ${join.join(' AND ')} WHERE s._w = '1'`,
         what,
       );
-      const [missing] = await this.#db.rows(`SELECT count(*) AS n FROM ${ROWS_TABLE} WHERE _missing`, what);
+      const [missing] = await this.#db.rows(
+        `SELECT count(*) AS n FROM temp.main.${ROWS_TABLE} WHERE _missing`,
+        what,
+      );
       if (Number(missing?.['n']) > 0) {
         throw new PgReplicateError(
           'SINK_ERROR',
@@ -186,6 +202,7 @@ export class ChangeApplier {
       }
     }
     if (deletes > 0) {
+      this.#deletedFrom.add(plan.key);
       const keys = keyColumns.map((column, j) => `${convert(column, `s.c${column}`)} AS k${j}`);
       const match = keyColumns.map((column, j) => `${plan.target}.${plan.columns[column]!.sql} = d.k${j}`);
       await this.#db.run(
@@ -198,7 +215,7 @@ export class ChangeApplier {
       const columns = plan.columns.map((column) => column.sql).join(', ');
       const source =
         masked > 0
-          ? `SELECT ${columns} FROM ${ROWS_TABLE}`
+          ? `SELECT ${columns} FROM temp.main.${ROWS_TABLE}`
           : `SELECT ${plan.columns.map((_, i) => convert(i, `s.c${i}`)).join(', ')} FROM ${read} AS s WHERE s._w = '1'`;
       await this.#db.run(`INSERT INTO ${plan.target} (${columns}) ${source}`, what);
     }
@@ -228,6 +245,7 @@ export class ChangeApplier {
       (column, i) => `${fromStaged(column.mapping, `s.c${i}`)} AS ${column.sql}`,
     );
     if (removes > 0) {
+      this.#deletedFrom.add(plan.key);
       const match = plan.columns.map((column) => `t.${column.sql} IS NOT DISTINCT FROM d.${column.sql}`);
       await this.#db.run(
         `DELETE FROM ${plan.target} WHERE rowid IN (

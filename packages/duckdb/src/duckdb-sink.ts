@@ -138,7 +138,7 @@ export class DuckDbSink implements Sink {
     const { db, catalog } = this.#require();
     await this.#guard(() =>
       db.transaction(async () => {
-        for (const table of tables) await catalog.prepare(table);
+        for (const table of tables) await catalog.create(table);
       }),
     );
   }
@@ -162,7 +162,7 @@ export class DuckDbSink implements Sink {
             `clearing the copied rows of ${plan.key} from its changelog`,
           );
         }
-        await state.setTable(table, identityNames(table, plan.identity), false, null);
+        await state.setCopied(table, identityNames(table, plan.identity), false, null);
       });
       await db.begin();
       copier.begin({
@@ -184,7 +184,7 @@ export class DuckDbSink implements Sink {
     await this.#guard(async () => {
       await copier.finish();
       const plan = await catalog.plan(table);
-      await state.setTable(table, identityNames(table, plan.identity), true, snapshotLsn);
+      await state.setCopied(table, identityNames(table, plan.identity), true, snapshotLsn);
       await db.commit();
     });
   }
@@ -197,6 +197,7 @@ export class DuckDbSink implements Sink {
       if (batch.commit) {
         await state.setLastLsn(batch.commit.lsn);
         await db.commit();
+        applier.transactionEnded();
       }
     });
   }
@@ -220,6 +221,7 @@ export class DuckDbSink implements Sink {
       if (open !== null) {
         await open.copier.abandon();
         await open.db.rollback();
+        open.applier.transactionEnded();
       }
       throw error instanceof PgReplicateError
         ? error

@@ -83,37 +83,36 @@ export class StateStore {
   }
 
   /**
-   * Records a table: `copied` false while its copy is in progress (or not started), true with the
-   * snapshot LSN once complete. Also documents the key and the Postgres column types.
+   * Records a table as copied (with the snapshot LSN) or not (its copy is in progress or was
+   * never done), inside the caller's transaction.
    */
-  async setTable(
+  async setCopied(
     table: TableSchema,
     keyColumns: readonly string[],
     copied: boolean,
     snapshotLsn: Lsn | null,
   ): Promise<void> {
-    const key = literal(tableKey(table));
-    const columns = JSON.stringify(
-      table.columns.map((column) => ({ name: column.name, type: column.typeName })),
-    );
-    const keys = `[${keyColumns.map(literal).join(', ')}]::VARCHAR[]`;
+    await this.describeTable(table, keyColumns);
     await this.#db.run(
-      `DELETE FROM ${STATE_SCHEMA}.tables WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key};
-       INSERT INTO ${STATE_SCHEMA}.tables VALUES (${this.#pipeline}, ${key}, ${literal(table.schema)}, ${literal(table.name)},
-         ${copied}, ${snapshotLsn === null ? 'NULL' : snapshotLsn}, ${keys}, ${literal(columns)}, now())`,
-      `recording the state of ${tableKey(table)}`,
+      `UPDATE ${STATE_SCHEMA}.tables SET copied = ${copied}, snapshot_lsn = ${snapshotLsn === null ? 'NULL' : snapshotLsn}
+        WHERE pipeline_id = ${this.#pipeline} AND table_key = ${literal(tableKey(table))}`,
+      `recording the copy state of ${tableKey(table)}`,
     );
   }
 
-  /** Updates the documented key and columns of a table after a schema change, keeping its copy state. */
+  /** Documents a table's key and Postgres columns, keeping its copy state (a new table: not copied). */
   async describeTable(table: TableSchema, keyColumns: readonly string[]): Promise<void> {
-    const columns = JSON.stringify(
-      table.columns.map((column) => ({ name: column.name, type: column.typeName })),
+    const key = literal(tableKey(table));
+    const columns = literal(
+      JSON.stringify(table.columns.map((column) => ({ name: column.name, type: column.typeName }))),
     );
+    const keys = `[${keyColumns.map(literal).join(', ')}]::VARCHAR[]`;
     await this.#db.run(
-      `UPDATE ${STATE_SCHEMA}.tables SET key_columns = [${keyColumns.map(literal).join(', ')}]::VARCHAR[],
-         pg_columns = ${literal(columns)}, updated_at = now()
-       WHERE pipeline_id = ${this.#pipeline} AND table_key = ${literal(tableKey(table))}`,
+      `UPDATE ${STATE_SCHEMA}.tables SET key_columns = ${keys}, pg_columns = ${columns}, updated_at = now()
+        WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key};
+       INSERT INTO ${STATE_SCHEMA}.tables
+       SELECT ${this.#pipeline}, ${key}, ${literal(table.schema)}, ${literal(table.name)}, false, NULL, ${keys}, ${columns}, now()
+        WHERE NOT EXISTS (SELECT 1 FROM ${STATE_SCHEMA}.tables WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key})`,
       `recording the schema of ${tableKey(table)}`,
     );
   }

@@ -7,7 +7,7 @@ import type { TableSchema, TypeRegistry } from 'pg-replicate';
 import { type ChangelogMode, changelogColumns, changelogName } from './changelog.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import type { StateStore } from './state-store.js';
-import { readColumns, renamedColumns, syncTable, type WantedColumn } from './table-ddl.js';
+import { readColumns, syncTable, type WantedColumn } from './table-ddl.js';
 import { buildPlan, checkIdentity, expectedMappings, identityNames, type TablePlan } from './table-plan.js';
 
 export interface CatalogOptions {
@@ -37,25 +37,46 @@ export class TableCatalog {
     return this.#options.changelog !== 'off';
   }
 
-  /** Creates or adapts the DuckDB tables of `table` (inside the caller's transaction). */
-  async prepare(table: TableSchema, previous?: TableSchema): Promise<TablePlan> {
+  /**
+   * At start: creates the DuckDB tables that do not exist yet. Existing tables are left as they
+   * are: their shape matches the position the sink stopped at, while `table` is the catalog's
+   * shape now, which may be ahead of the changes still to come; the first change of each table
+   * (or its copy) brings it up to date through {@link plan}.
+   */
+  async create(table: TableSchema): Promise<void> {
     const identity = checkIdentity(table, this.#options.appendOnlyWithoutKey);
-    const wanted: WantedColumn[] = expectedMappings(table, this.#types).map((mapping, i) => ({
-      name: table.columns[i]!.name,
-      duckType: mapping.duckType,
-    }));
-    const renames = previous === undefined ? new Map<string, string>() : renamedColumns(previous, table);
-    if (this.materialized) await syncTable(this.#db, table.schema, table.name, wanted, renames);
-    if (this.changelog) {
-      await syncTable(this.#db, table.schema, changelogName(table), changelogColumns(table, wanted), renames);
+    const wanted = this.#wanted(table);
+    if (this.materialized && (await readColumns(this.#db, table.schema, table.name)) === null) {
+      await syncTable(this.#db, table.schema, table.name, wanted);
     }
+    if (this.changelog && (await readColumns(this.#db, table.schema, changelogName(table))) === null) {
+      await syncTable(this.#db, table.schema, changelogName(table), changelogColumns(table, wanted));
+    }
+    await this.#state.describeTable(table, identityNames(table, identity));
+  }
+
+  /**
+   * The plan for a schema. The first time a schema is seen, its DuckDB tables are made to match
+   * it (inside the caller's transaction); `rebuild`: the transaction deleted rows of the table,
+   * so a changed table is rebuilt rather than altered (see `syncTable`).
+   */
+  async plan(table: TableSchema, rebuild = false): Promise<TablePlan> {
+    const known = this.#plans.get(table);
+    if (known !== undefined) return known;
+    const identity = checkIdentity(table, this.#options.appendOnlyWithoutKey);
+    const wanted = this.#wanted(table);
+    if (this.materialized) await syncTable(this.#db, table.schema, table.name, wanted, rebuild);
+    if (this.changelog)
+      await syncTable(this.#db, table.schema, changelogName(table), changelogColumns(table, wanted));
     await this.#state.describeTable(table, identityNames(table, identity));
     return this.#build(table);
   }
 
-  /** The plan for a schema, preparing the table first if this schema was never seen. */
-  async plan(table: TableSchema): Promise<TablePlan> {
-    return this.#plans.get(table) ?? (await this.prepare(table));
+  #wanted(table: TableSchema): WantedColumn[] {
+    return expectedMappings(table, this.#types).map((mapping, i) => ({
+      name: table.columns[i]!.name,
+      duckType: mapping.duckType,
+    }));
   }
 
   async #build(table: TableSchema): Promise<TablePlan> {

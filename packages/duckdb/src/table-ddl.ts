@@ -8,7 +8,6 @@
  * must fit in memory, and its constraint checks and ALTER restrictions get in the way of
  * applying a transaction's changes set-wise. The key is recorded in `_pg_replicate.tables`.
  */
-import type { TableSchema } from 'pg-replicate';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import { ident, literal, qualified } from './sql.js';
 
@@ -34,15 +33,25 @@ export async function readColumns(
 }
 
 /**
- * Creates the table, or alters it to have exactly `wanted` columns. `renames` (old → new name)
- * carries a column's values over when Postgres renamed it.
+ * Creates the table, or alters it to have exactly `wanted` columns.
+ *
+ * Renames: pgoutput's Relation message does not say that a column was renamed, only that a name
+ * disappeared and another appeared. Postgres keeps a renamed column in its place, and DuckDB's
+ * column order follows Postgres' (both append added columns and close the gap of dropped ones),
+ * so a vanished column and a new one at the same position with the same type are taken as a
+ * rename and keep their values. (The one thing this mistakes: dropping the last column and
+ * adding one of the same type, with no change to the table in between.)
+ *
+ * `rebuild`: DuckDB cannot commit an ALTER that adds, drops or retypes a column of a table whose
+ * committed rows the same transaction deleted ("another transaction has altered this table"), so
+ * such a table is rebuilt instead — copied into a new table of the wanted shape that replaces it.
  */
 export async function syncTable(
   db: DuckDbDatabase,
   schema: string,
   table: string,
   wanted: readonly WantedColumn[],
-  renames: ReadonlyMap<string, string> = new Map(),
+  rebuild = false,
 ): Promise<void> {
   const target = qualified(schema, table);
   const what = `altering ${target}`;
@@ -54,19 +63,38 @@ export async function syncTable(
     return;
   }
   const wantedNames = new Set(wanted.map((column) => column.name));
-  for (const [from, to] of renames) {
-    if (actual.has(from) && !actual.has(to) && wantedNames.has(to) && !wantedNames.has(from)) {
-      await db.run(`ALTER TABLE ${target} RENAME COLUMN ${ident(from)} TO ${ident(to)}`, what);
-      actual.set(to, actual.get(from)!);
-      actual.delete(from);
-    }
+  const actualNames = [...actual.keys()];
+  let renames = 0;
+  for (let i = 0; i < Math.min(wanted.length, actualNames.length); i++) {
+    const from = actualNames[i]!;
+    const to = wanted[i]!;
+    if (wantedNames.has(from) || actual.has(to.name)) continue;
+    const type = actual.get(from)!;
+    if (type !== to.duckType && type !== 'VARCHAR') continue;
+    await db.run(`ALTER TABLE ${target} RENAME COLUMN ${ident(from)} TO ${ident(to.name)}`, what);
+    renames++;
+  }
+  if (renames > 0) {
+    const renamed = await readColumns(db, schema, table);
+    actual.clear();
+    for (const [name, type] of renamed ?? []) actual.set(name, type);
+  }
+  const retype = (column: WantedColumn, type: string | undefined) =>
+    type !== undefined && type !== column.duckType && type !== 'VARCHAR';
+  const changed =
+    actual.size !== wanted.length ||
+    wanted.some((column) => !actual.has(column.name) || retype(column, actual.get(column.name)));
+  if (!changed) return;
+  if (rebuild) {
+    await rebuildTable(db, schema, table, wanted, actual);
+    return;
   }
   for (const column of wanted) {
     const type = actual.get(column.name);
+    const name = ident(column.name);
     if (type === undefined) {
-      await db.run(`ALTER TABLE ${target} ADD COLUMN ${ident(column.name)} ${column.duckType}`, what);
-    } else if (type !== column.duckType && type !== 'VARCHAR') {
-      const name = ident(column.name);
+      await db.run(`ALTER TABLE ${target} ADD COLUMN ${name} ${column.duckType}`, what);
+    } else if (retype(column, type)) {
       await db.run(
         `ALTER TABLE ${target} ALTER COLUMN ${name} SET DATA TYPE ${column.duckType} USING CAST(${name} AS ${column.duckType})`,
         what,
@@ -78,18 +106,27 @@ export async function syncTable(
   }
 }
 
-/**
- * Columns Postgres renamed between two schemas: a column whose name disappeared, at the same
- * position and with the same type as a column whose name appeared.
- */
-export function renamedColumns(previous: TableSchema, next: TableSchema): Map<string, string> {
-  const before = new Set(previous.columns.map((column) => column.name));
-  const after = new Set(next.columns.map((column) => column.name));
-  const renames = new Map<string, string>();
-  next.columns.forEach((column, index) => {
-    const old = previous.columns[index];
-    if (old === undefined || after.has(old.name) || before.has(column.name)) return;
-    if (old.typeOid === column.typeOid && old.typeMod === column.typeMod) renames.set(old.name, column.name);
+/** Replaces the table by a copy of the wanted shape (see {@link syncTable}). */
+async function rebuildTable(
+  db: DuckDbDatabase,
+  schema: string,
+  table: string,
+  wanted: readonly WantedColumn[],
+  actual: ReadonlyMap<string, string>,
+): Promise<void> {
+  const target = qualified(schema, table);
+  const scratch = qualified(schema, `_pg_replicate_rebuild_${table}`);
+  const select = wanted.map((column) => {
+    const type = actual.get(column.name);
+    const name = ident(column.name);
+    if (type === undefined) return `CAST(NULL AS ${column.duckType}) AS ${name}`;
+    return type === column.duckType || type === 'VARCHAR'
+      ? name
+      : `CAST(${name} AS ${column.duckType}) AS ${name}`;
   });
-  return renames;
+  const what = `rebuilding ${target} for a schema change`;
+  await db.run(`DROP TABLE IF EXISTS ${scratch}`, what);
+  await db.run(`CREATE TABLE ${scratch} AS SELECT ${select.join(', ')} FROM ${target}`, what);
+  await db.run(`DROP TABLE ${target}`, what);
+  await db.run(`ALTER TABLE ${scratch} RENAME TO ${ident(table)}`, what);
 }

@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { expect } from 'vitest';
 import { type Lsn, parseLsn } from '../../pg-replicate/src/lsn.js';
 import {
@@ -92,4 +93,17 @@ export async function expectEqualTables(
     expect(diff.duckRows).toBe(diff.pgRows);
   }
   return diffs;
+}
+
+/** Runs a query on a DuckDB file (opened read-only, then closed); rows as plain JS values. */
+export async function queryDuckDb(path: string, sql: string): Promise<Record<string, unknown>[]> {
+  const instance = await DuckDBInstance.create(path, { access_mode: 'READ_ONLY' });
+  const connection = await instance.connect();
+  try {
+    await connection.run(`SET TimeZone = 'UTC'`);
+    return (await connection.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
 }
