@@ -52,7 +52,7 @@ describe('CopyTextRow: fields', () => {
   });
 
   it('is never unchanged TOAST (COPY sends every value)', () => {
-    const r = row('a\t\\N', 2);
+    const r: RowData = row('a\t\\N', 2);
     expect([r.isUnchangedToast(0), r.isUnchangedToast(1)]).toEqual([false, false]);
   });
 
