@@ -119,7 +119,13 @@ function readPem(path: string, what: string): string {
 
 function isSslNegotiationFailure(error: unknown, ssl: TlsOptions | false): boolean {
   if (!(error instanceof Error)) return false;
-  if (ssl !== false) return /does not support SSL/i.test(error.message);
+  // prefer: libpq also retries without TLS when pg_hba.conf refuses this user over TLS (hostnossl).
+  if (ssl !== false) {
+    return (
+      /does not support SSL/i.test(error.message) ||
+      (isServerError(error) && error.code === '28000' && /SSL encryption/i.test(error.message))
+    );
+  }
   // The server demands TLS (hostssl-only pg_hba): "no pg_hba.conf entry … no encryption".
   return isServerError(error) && error.code === '28000' && /no encryption/i.test(error.message);
 }
@@ -146,12 +152,7 @@ export function connectionError(
           cause: error,
         });
       case '28000':
-        return new PgReplicateError('AUTHENTICATION_FAILED', `the server rejected ${where}: ${message}`, {
-          hint: connectOptions.replication
-            ? 'allow this user to connect to this database in pg_hba.conf (logical replication matches the database name) and give it the REPLICATION attribute'
-            : 'allow this user to connect to this database in pg_hba.conf',
-          cause: error,
-        });
+        return rejectedError(error, options, connectOptions);
       case '3D000':
         return new PgReplicateError(
           'DATABASE_NOT_FOUND',
@@ -227,14 +228,14 @@ export function connectionError(
     );
   }
   if (/SSL|TLS|certificate|self[- ]signed/i.test(message) || /CERT|SSL|TLS/.test(code ?? '')) {
+    return tlsError(error as Error, options);
+  }
+  if (/client password must be/i.test(message)) {
     return new PgReplicateError(
-      'TLS_ERROR',
-      `TLS connection to ${options.host}:${options.port} failed: ${message}`,
+      'AUTHENTICATION_FAILED',
+      `the server asks ${where} for a password, and none was given`,
       {
-        hint:
-          options.sslmode === 'verify-ca' || options.sslmode === 'verify-full'
-            ? 'point sslrootcert at the CA that signed the server certificate (verify-full also checks the host name)'
-            : 'check the server TLS settings, or use sslmode=disable/prefer if TLS is not required',
+        hint: 'set PGPASSWORD, --db-password or the password in the URL (or add it to ~/.pgpass)',
         cause: error,
       },
     );
@@ -246,6 +247,70 @@ export function connectionError(
     });
   }
   return new PgReplicateError('SERVER_ERROR', `cannot connect to ${where}: ${message}`, { cause: error });
+}
+
+/** pg_hba.conf or the role refused the connection (SQLSTATE 28000): say which, and the fix. */
+function rejectedError(
+  error: Error,
+  options: ConnectionOptions,
+  connectOptions: ConnectOptions,
+): PgReplicateError {
+  const where = describeConnection(options);
+  if (/not permitted to log in/i.test(error.message)) {
+    return new PgReplicateError('AUTHENTICATION_FAILED', `role "${options.user}" may not log in`, {
+      hint: `run ALTER ROLE ${quoteIdent(options.user)} LOGIN;`,
+      cause: error,
+    });
+  }
+  // "no pg_hba.conf entry for host "10.0.0.5", user …" names the address the server saw.
+  const address = /host "([^"]+)"/.exec(error.message)?.[1] ?? '<client address>';
+  const entry = `host ${options.database} ${options.user} ${address}/${address.includes(':') ? 128 : 32} scram-sha-256`;
+  const fix = `add a line like "${entry}" to pg_hba.conf (above any line that rejects it), then SELECT pg_reload_conf();`;
+  return new PgReplicateError('AUTHENTICATION_FAILED', `the server rejected ${where}`, {
+    detail: error.message,
+    hint:
+      // Over plain text the rejection may just mean that pg_hba.conf admits the user only with hostssl.
+      /no encryption/i.test(error.message)
+        ? `if pg_hba.conf admits this user only over TLS (hostssl), connect with sslmode=require (better: verify-full with sslrootcert); otherwise ${fix}`
+        : `${fix}${connectOptions.replication ? ' (a logical replication connection matches on the database name)' : ''}`,
+    cause: error,
+  });
+}
+
+/** TLS failed: the server has none, its certificate is for another name, or it cannot be verified. */
+function tlsError(error: Error & { code?: string }, options: ConnectionOptions): PgReplicateError {
+  const at = `${options.host}:${options.port}`;
+  const fail = (message: string, hint: string) =>
+    new PgReplicateError('TLS_ERROR', message, { detail: error.message, hint, cause: error });
+  if (/does not support SSL/i.test(error.message)) {
+    return fail(
+      `the server at ${at} does not accept TLS connections, and sslmode=${options.sslmode} requires TLS`,
+      'turn TLS on in postgresql.conf (ssl = on, ssl_cert_file, ssl_key_file) or connect with sslmode=prefer',
+    );
+  }
+  if (error.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return fail(
+      `the server certificate at ${at} is not issued for "${options.host}"`,
+      'connect by a host name the certificate lists (--db-host), or reissue it with this name in its subjectAltName',
+    );
+  }
+  const verifying =
+    options.sslmode === 'verify-ca' ||
+    options.sslmode === 'verify-full' ||
+    (options.sslmode === 'require' && options.sslrootcert !== undefined);
+  if (verifying) {
+    const root = options.sslrootcert;
+    return fail(
+      `the server certificate at ${at} cannot be verified`,
+      root === undefined || root === 'system'
+        ? 'set sslrootcert (--sslrootcert, PGSSLROOTCERT or ?sslrootcert= in the URL) to the CA certificate that signed it'
+        : `${root} does not hold the CA that signed it: point sslrootcert at the CA certificate that did`,
+    );
+  }
+  return fail(
+    `TLS connection to ${at} failed`,
+    'check the server TLS settings (ssl, ssl_cert_file, ssl_key_file in postgresql.conf), or use sslmode=prefer',
+  );
 }
 
 /** Quotes an SQL identifier. */
