@@ -15,6 +15,10 @@ let cluster: TestCluster | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   cluster = await TestCluster.start();
+  const [row] = await cluster.query<{ version: string }>(
+    `SELECT current_setting('server_version') AS version`,
+  );
+  process.stderr.write(`tests run against Postgres ${row!.version} (set PG_VERSION=14…18 to choose)\n`);
   project.provide('postgres', cluster.connection());
 }
 

@@ -271,9 +271,31 @@ const ROWS: Record<string, string>[] = [
 
 let db: TestDatabase;
 let query: pg.Client;
+let serverVersion = 0;
+
+/**
+ * Before Postgres 17, intervals cannot be infinite and the input parser rejects hour fields past
+ * int32 seconds: use the largest values those versions accept instead.
+ */
+function adaptToServer(): void {
+  if (serverVersion >= 170000) return;
+  for (const row of ROWS) {
+    if (row['c_interval']?.startsWith("'-178956970")) {
+      row['c_interval'] = "'-178956970 years -7 mons -2147483647 days -596523:14:07.999999'";
+    } else if (row['c_interval']?.startsWith("'178956970")) {
+      row['c_interval'] = "'178956970 years 6 mons 2147483647 days 596523:14:07.999999'";
+    }
+    if (row['c_interval_arr']?.includes("'infinity'::interval")) {
+      row['c_interval_arr'] = "ARRAY['178956970 years'::interval, '-1 microsecond']";
+    }
+  }
+}
 
 beforeAll(async () => {
   db = await freshDatabase('types');
+  const [version] = await db.sql<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
+  serverVersion = Number(version!.v);
+  adaptToServer();
   await db.sql(SCHEMA);
   // Same session settings as every connection that decodes (TimeZone=UTC, DateStyle=ISO, …).
   query = await connect(db.options);
@@ -496,9 +518,12 @@ describe('type conformance with a live server', () => {
       '+294276-12-31T23:59:59.999999',
     );
     expect((decodedValue(3, 'c_interval') as PgInterval).special).toBeNull();
-    expect((decodedValue(3, 'c_interval_arr') as PgInterval[])[0]!.special).toBe('infinity');
+    if (serverVersion >= 170000) {
+      expect((decodedValue(3, 'c_interval_arr') as PgInterval[])[0]!.special).toBe('infinity');
+    }
     expect(decodedValue(5, 'c_text')).toBe('emoji 🐘🎉 ünïcödé 中文 \x01\x1f\t\n\r "quotes" \\back');
-    expect(decodedValue(5, 'c_char')).toBe('\\303');
+    // Postgres 14 prints a non-ASCII "char" as the raw byte (not UTF-8); 15+ prints it as octal.
+    expect(decodedValue(5, 'c_char')).toBe(serverVersion >= 150000 ? '\\303' : '\ufffd');
     expect(decodedValue(6, 'c_big_compressed')).toHaveLength(13 * 80000);
   });
 

