@@ -70,6 +70,21 @@ export function resolveConnection(input: ConnectionInput = {}, env: Env = proces
   };
 }
 
+const PERCENT_ENCODING_HINT =
+  'percent-encode special characters in the user, password and database name: % as %25, @ as %40, / as %2F, : as %3A, # as %23, ? as %3F (encodeURIComponent does it)';
+
+/** A %-decoded URL part, or undefined when empty. Never echoes the part: it may be a password. */
+function decode(value: string): string | undefined {
+  if (value === '') return undefined;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw new PgReplicateError('INVALID_ARGUMENT', 'the connection URL has a malformed %-escape', {
+      hint: PERCENT_ENCODING_HINT,
+    });
+  }
+}
+
 /** `user@host:port/database` — safe to log: never the password. */
 export function describeConnection(options: ConnectionOptions): string {
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
@@ -111,12 +126,21 @@ function parseUrl(url: string | undefined): Partial<ConnectionOptions> {
     });
   }
   const query = parsed.searchParams;
-  const decode = (value: string) => (value === '' ? undefined : decodeURIComponent(value));
+  const database = parsed.pathname.replace(/^\//, '');
+  // A raw "/", "@" or "#" there means the password (or user) held one unescaped and the URL split
+  // it into host, path and fragment: refuse, rather than show a piece of the password as a name.
+  if (/[/@]/.test(database) || parsed.hash !== '') {
+    throw new PgReplicateError(
+      'INVALID_ARGUMENT',
+      'the connection URL has a "/", "@" or "#" after the host: a special character in the user or password is probably not percent-encoded',
+      { hint: PERCENT_ENCODING_HINT },
+    );
+  }
   const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
   return {
     host: host === '' ? (query.get('host') ?? undefined) : host,
     port: parsed.port === '' ? undefined : parsePort(parsed.port),
-    database: decode(parsed.pathname.replace(/^\//, '')),
+    database: decode(database),
     user: decode(parsed.username),
     password: decode(parsed.password),
     sslmode: (query.get('sslmode') ?? undefined) as SslMode | undefined,
