@@ -1,0 +1,94 @@
+/**
+ * Equality after a long random workload: writes run while the tables are copied and while changes
+ * stream, across a restart, with small batches so that transactions are split into parts.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Lsn } from '../../pg-replicate/src/lsn.js';
+import type { ProgressEvent } from '../../pg-replicate/src/pipeline/progress.js';
+import { waitFor } from '../../pg-replicate/test/helpers.js';
+// @ts-expect-error plain JS shared with the fault-trial script
+import { rng, SCHEMA_SQL, seedStatements, TABLES, transaction } from './fixtures/workload.mjs';
+import {
+  currentLsn,
+  expectEqualTables,
+  freshDatabase,
+  replicate,
+  scratchDir,
+  type TestDatabase,
+} from './harness.js';
+
+interface Rng {
+  int(n: number): number;
+}
+const workload = { rng, SCHEMA_SQL, seedStatements, TABLES, transaction } as {
+  rng(seed: number): Rng;
+  SCHEMA_SQL: string;
+  seedStatements(r: Rng, items: number, pairs: number, logs: number): string[];
+  TABLES: string[];
+  transaction(r: Rng, truncates?: boolean): string;
+};
+
+let db: TestDatabase;
+let scratch: ReturnType<typeof scratchDir>;
+
+beforeAll(async () => {
+  db = await freshDatabase('duckdb_workload');
+  scratch = scratchDir();
+});
+afterAll(async () => {
+  await db?.close();
+  scratch?.remove();
+});
+
+it('equals Postgres after a random workload during the copy, while streaming and across a restart', async () => {
+  const r = workload.rng(20240501);
+  await db.sql(workload.SCHEMA_SQL);
+  for (const statement of workload.seedStatements(r, 3000, 800, 300)) await db.sql(statement);
+  const path = join(scratch.dir, 'workload.duckdb');
+  let durable: Lsn = 0n;
+  let streaming = false;
+  const onProgress = (event: ProgressEvent) => {
+    if (event.type === 'changes' || event.type === 'advanced') durable = event.lsn;
+    if (event.type === 'streaming') streaming = true;
+  };
+
+  // Session 1: writes start as the copy starts, and go on while changes stream.
+  const controller = new AbortController();
+  const session = replicate(db, {
+    publication: 'wl_pub',
+    slot: 'wl_slot',
+    sink: { path },
+    catchUp: false,
+    batchMaxRows: 300,
+    copyBatchRows: 500,
+    signal: controller.signal,
+    onProgress,
+  });
+  let failed: unknown = null;
+  session.catch((error: unknown) => {
+    failed = error;
+  });
+  // No TRUNCATE until the copy is over (see the workload's comment).
+  for (let i = 0; i < 250 && failed === null; i++) await db.sql(workload.transaction(r, streaming));
+  const target = await currentLsn(db);
+  await waitFor(() => durable >= target || failed !== null, 60_000, 'the first session to catch up');
+  controller.abort();
+  const first = await session;
+  expect(streaming).toBe(true);
+  expect(first.stats.rowsCopied).toBeGreaterThan(4000);
+  expect(first.stats.updates).toBeGreaterThan(100);
+
+  // Session 2: more writes while stopped, then catch up.
+  for (let i = 0; i < 150; i++) await db.sql(workload.transaction(r));
+  const second = await replicate(db, {
+    publication: 'wl_pub',
+    slot: 'wl_slot',
+    sink: { path },
+    batchMaxRows: 300,
+  });
+  expect(second.stats.rowsCopied).toBe(0);
+  expect(second.stats.inserts + second.stats.updates + second.stats.deletes).toBeGreaterThan(200);
+  const diffs = await expectEqualTables(db, path, workload.TABLES);
+  expect(diffs.every((diff) => diff.pgRows > 0)).toBe(true);
+});
