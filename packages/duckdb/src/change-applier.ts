@@ -196,7 +196,7 @@ export class ChangeApplier {
           'SINK_ERROR',
           `an update of ${plan.key} kept unchanged TOAST values of a row that is not in DuckDB`,
           {
-            hint: 'the DuckDB table no longer matches Postgres (edited by hand?); copy the table again with a new slot',
+            hint: 'the DuckDB table does not match Postgres: it was edited by hand, or a TRUNCATE or table rewrite (ALTER TABLE … TYPE, VACUUM FULL) ran while it was being copied, which makes the copy miss rows (they are not MVCC-safe); copy the table again with a new slot',
           },
         );
       }
