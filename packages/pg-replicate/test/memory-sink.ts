@@ -106,7 +106,7 @@ export class MemorySink implements Sink {
 
   /** Durable rows of a table as sorted tab-joined text lines (comparable with Postgres). */
   rows(table: string): string[] {
-    const rows = this.durable.tables.get(table) ?? new Map();
+    const rows = this.durable.tables.get(table) ?? new Map<string, Row>();
     return [...rows.values()].map((row) => row.map((v) => (v === null ? '\\N' : v)).join('\t')).sort();
   }
 
