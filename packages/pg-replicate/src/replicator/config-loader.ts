@@ -7,6 +7,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
+import {
+  type ConnectionInput,
+  type ConnectionOptions,
+  resolveConnection,
+} from '../connection/connection-options.js';
+import { isPgReplicateError } from '../errors.js';
 import { CONFIG_PATH_ENV, type ConfigField, configFields, ENV_PREFIX, FILE_SUFFIX } from './config-fields.js';
 import { ConfigError, type ConfigIssue, closest, describeIssue } from './config-issues.js';
 import { type ReplicatorConfig, replicatorConfigSchema } from './config-schema.js';
@@ -22,6 +28,11 @@ export interface LoadConfigOptions {
 
 export interface LoadedConfig {
   readonly config: ReplicatorConfig;
+  /**
+   * Where to connect: the source fields over `DATABASE_URL` and the `PG*` variables (like `psql`).
+   * Holds the password: never log it, use `describeConnection`.
+   */
+  readonly connection: ConnectionOptions;
   /** The file read, if any. */
   readonly file: string | undefined;
   /** Values that must never appear in logs (passwords, the URL and its password). */
@@ -71,7 +82,36 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     typeof data.source.publication === 'string' ? [data.source.publication] : data.source.publication;
   const name =
     data.name ?? (data.source.slot ?? publications.join('_')).replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 63);
-  return { config: { ...data, name }, file, secrets: secretsOf(data.source), warnings };
+  const config = { ...data, name };
+  let connection: ConnectionOptions;
+  try {
+    connection = resolveConnection(connectionInput(config), env);
+  } catch (error) {
+    // What only the merge with DATABASE_URL / PG* can tell: a malformed %-escape, a bad PGSSLMODE…
+    if (!isPgReplicateError(error, 'INVALID_ARGUMENT')) throw error;
+    const hint = error.hint ? ` — ${error.hint}` : '';
+    throw new ConfigError([{ path: 'source', message: `${error.message}${hint}` }], file);
+  }
+  return { config, connection, file, secrets: secretsOf(data.source, connection, env), warnings };
+}
+
+/** The connection settings of the config, in the library's terms. */
+function connectionInput(config: ReplicatorConfig): ConnectionInput {
+  const source = config.source;
+  return {
+    url: source.url,
+    host: source.host,
+    port: source.port,
+    database: source.database,
+    user: source.user,
+    password: source.password,
+    sslmode: source.sslmode,
+    sslrootcert: source.sslrootcert,
+    sslcert: source.sslcert,
+    sslkey: source.sslkey,
+    applicationName: source.applicationName ?? `pg-replicate:${config.name}`.slice(0, 63),
+    connectTimeoutMs: source.connectTimeoutMs,
+  };
 }
 
 function readYaml(file: string, issues: ConfigIssue[]): Raw | null {
@@ -214,20 +254,21 @@ function splitList(text: string): string[] {
     .filter((item) => item !== '');
 }
 
-/** Passwords and URLs (which may embed one), for the log redactor. */
-function secretsOf(source: ReplicatorConfig['source']): string[] {
-  const secrets: string[] = [];
-  if (source.password) secrets.push(source.password);
-  if (source.url) {
-    secrets.push(source.url);
+/** Passwords and URLs (which may embed one) from the config or the environment, for the log redactor. */
+function secretsOf(source: ReplicatorConfig['source'], connection: ConnectionOptions, env: Env): string[] {
+  const secrets = new Set<string>();
+  if (connection.password) secrets.add(connection.password);
+  for (const url of [source.url, env['DATABASE_URL']]) {
+    if (!url) continue;
+    secrets.add(url);
     try {
-      const password = decodeURIComponent(new URL(source.url).password);
-      if (password) secrets.push(password);
+      const password = decodeURIComponent(new URL(url).password);
+      if (password) secrets.add(password);
     } catch {
-      // Validated already; nothing more to hide.
+      // Not a URL (or a malformed escape): the whole text is masked already.
     }
   }
-  return secrets;
+  return [...secrets];
 }
 
 /** A password, or a URL with a password in it. */

@@ -1,7 +1,131 @@
 /**
- * `pg-replicate run --config replicator.yaml`: the long-running replicator service (see issue 8).
+ * `pg-replicate run --config replicator.yaml`: the long-running replicator service (the container
+ * entrypoint). This module owns the process: it loads the configuration (listing every problem
+ * and exiting 3 before anything connects), runs the {@link Replicator}, turns the first
+ * SIGTERM/SIGINT into a graceful stop bounded by `shutdown.timeoutMs`, a second into an immediate
+ * exit, and exits with the status the run ended with (see `exit-codes.ts`).
  */
 import type { Command } from 'commander';
+import { stringify } from 'yaml';
+import { ENV_PREFIX } from './config-fields.js';
+import { ConfigError } from './config-issues.js';
+import { type LoadedConfig, loadConfig } from './config-loader.js';
+import { configReference } from './config-reference.js';
+import { EXIT, type ExitCode } from './exit-codes.js';
+import { createLogger, redactor } from './logger.js';
+import { buildSink, Replicator } from './replicator.js';
+
+interface RunOptions {
+  config?: string;
+  check?: boolean;
+  printConfigReference?: boolean;
+}
+
+const HELP = `
+The configuration comes from the YAML file, then PG_REPLICATE_* environment variables (which win;
+append _FILE to read a value from a file). The global connection flags do not apply to "run".
+Reference: docs/config-reference.md (or --print-config-reference).
+
+Example:
+  pg-replicate run --config replicator.yaml
+  PG_REPLICATE_SOURCE_PASSWORD_FILE=/run/secrets/pg_password pg-replicate run -c replicator.yaml
+
+Exit status: 0 stopped cleanly (or copy finished), 1 unexpected error, 3 invalid configuration,
+4 permanent failure, 5 retries exhausted, 6 shutdown timed out, 130 second signal.`;
 
 /** Adds the `run` command to the CLI. */
-export function registerRunCommand(_program: Command): void {}
+export function registerRunCommand(program: Command): void {
+  program
+    .command('run')
+    .description(
+      'run one pipeline as a service: health and metrics over HTTP, JSON logs, retries, graceful stop',
+    )
+    .option(
+      '-c, --config <file>',
+      `YAML configuration (default: ${ENV_PREFIX}CONFIG, else the environment alone)`,
+    )
+    .option('--check', 'validate the configuration, print it with secrets masked, and exit')
+    .option('--print-config-reference', 'print the configuration reference (Markdown) and exit')
+    .addHelpText('after', HELP)
+    .action(async function (this: Command) {
+      const code = await runCommand(this.opts<RunOptions>());
+      process.exit(code);
+    });
+}
+
+async function runCommand(options: RunOptions): Promise<ExitCode> {
+  if (options.printConfigReference) {
+    process.stdout.write(configReference());
+    return EXIT.OK;
+  }
+  let loaded: LoadedConfig;
+  try {
+    loaded = loadConfig({ path: options.config });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const format = process.env[`${ENV_PREFIX}LOG_FORMAT`];
+    const logger = createLogger({
+      level: 'info',
+      format: format === 'json' || format === 'pretty' ? format : 'auto',
+      pipeline: process.env[`${ENV_PREFIX}NAME`] ?? 'unknown',
+    });
+    logger.fatal({ issues: error.issues }, error.describe());
+    return EXIT.CONFIG_INVALID;
+  }
+  if (options.check) return check(loaded);
+  return serve(loaded);
+}
+
+/** `--check`: everything `run` validates before connecting, then the effective configuration. */
+async function check(loaded: LoadedConfig): Promise<ExitCode> {
+  try {
+    await buildSink(loaded.config.sink);
+  } catch (error) {
+    process.stderr.write(`pg-replicate: invalid configuration: ${(error as Error).message}\n`);
+    return EXIT.CONFIG_INVALID;
+  }
+  for (const warning of loaded.warnings) process.stderr.write(`pg-replicate: warning: ${warning}\n`);
+  const { name, ...rest } = loaded.config;
+  const text = stringify({ name, ...rest });
+  process.stdout.write(
+    `# configuration is valid${loaded.file ? ` (${loaded.file} + environment)` : ''}\n${redactor(loaded.secrets)(text)}`,
+  );
+  return EXIT.OK;
+}
+
+async function serve(loaded: LoadedConfig): Promise<ExitCode> {
+  const replicator = new Replicator(loaded);
+  const { logger } = replicator;
+  const timeoutMs = loaded.config.shutdown.timeoutMs;
+  let deadline: NodeJS.Timeout | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (replicator.stopping) {
+      logger.warn(`${signal} again: exiting at once; work since the last durable batch will be replayed`);
+      process.exit(EXIT.INTERRUPTED);
+    }
+    logger.info(
+      `${signal}: stopping (flushing committed work; up to ${timeoutMs} ms; send it again to quit at once)`,
+    );
+    replicator.stop();
+    deadline = setTimeout(() => {
+      logger.error(`shutdown did not finish within ${timeoutMs} ms (shutdown.timeoutMs); exiting`);
+      process.exit(EXIT.SHUTDOWN_TIMEOUT);
+    }, timeoutMs);
+  };
+  const onCrash = (error: unknown) => {
+    logger.fatal(
+      { err: error },
+      `unexpected error: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    process.exit(EXIT.UNEXPECTED);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+  try {
+    return await replicator.run();
+  } finally {
+    if (deadline !== null) clearTimeout(deadline);
+  }
+}
