@@ -313,6 +313,23 @@ describe('preflight errors that need a server of their own', () => {
     );
   });
 
+  it('the server refuses to stream from the invalidated slot (preflight raced)', async () => {
+    const options = resolveConnection({ ...small.connection(), sslmode: 'disable' }, {});
+    const connection = await ReplicationConnection.open(options);
+    try {
+      const stream = connection.startReplication('lost_slot', 0n, { publications: ['pub'] });
+      const error = await stream.next().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect((error as PgReplicateError).toOneLine()).toMatch(
+        /^replication slot "lost_slot" was invalidated and cannot stream any more \(can no longer get changes from replication slot "lost_slot"\) — .* \[SLOT_INVALIDATED\]$/,
+      );
+    } finally {
+      await connection.close();
+    }
+  });
+
   it('every replication slot is taken', async () => {
     await failsCleanly(
       [...on(small), 'cdc', 'pub', 'new_slot'],

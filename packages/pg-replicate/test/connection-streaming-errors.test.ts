@@ -1,0 +1,127 @@
+/**
+ * Errors that arrive while streaming, from things other sessions do to our slot and publication:
+ * each must surface from the first `next()` after it as one actionable PgReplicateError, and as
+ * one line and a non-zero exit from a running CLI.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PgReplicateError } from '../src/errors.js';
+import { ReplicationConnection } from '../src/protocol/replication-connection.js';
+import type { ReplicationStream } from '../src/protocol/replication-stream.js';
+import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
+
+const BIN = fileURLToPath(new URL('../bin/pg-replicate.js', import.meta.url));
+let db: TestDatabase;
+const open: ReplicationConnection[] = [];
+
+beforeAll(async () => {
+  db = await freshDatabase('streamerr');
+  await db.sql(`
+    CREATE TABLE items (id int PRIMARY KEY);
+    CREATE PUBLICATION pub_a FOR TABLE items;
+    CREATE PUBLICATION pub_b FOR TABLE items;
+    CREATE PUBLICATION pub_c FOR TABLE items;
+  `);
+});
+afterAll(async () => {
+  await Promise.all(open.map((connection) => connection.close()));
+  await db.close();
+});
+
+async function streaming(slot: string, publication: string): Promise<ReplicationStream> {
+  const connection = await ReplicationConnection.open(db.options);
+  open.push(connection);
+  await connection.createSlot(slot);
+  const stream = connection.startReplication(slot, 0n, { publications: [publication] });
+  await waitFor(
+    async () =>
+      (await db.sql(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [slot])).length,
+    10_000,
+    `${slot} to be active`,
+  );
+  return stream;
+}
+
+/** Reads until the stream throws; returns the error's one line. */
+async function firstError(stream: ReplicationStream): Promise<string> {
+  for (;;) {
+    try {
+      if ((await stream.next()) === null) throw new Error('the stream ended without an error');
+    } catch (error) {
+      expect(error).toBeInstanceOf(PgReplicateError);
+      return (error as PgReplicateError).toOneLine();
+    }
+  }
+}
+
+describe('errors while streaming', () => {
+  it('the publication is dropped: the next change names it', async () => {
+    const stream = await streaming('s_pub', 'pub_a');
+    await db.sql('DROP PUBLICATION pub_a');
+    await db.sql('INSERT INTO items VALUES (1)');
+    expect(await firstError(stream)).toMatch(
+      /^publication "pub_a" does not exist — create it with: CREATE PUBLICATION .* \[PUBLICATION_NOT_FOUND\]$/,
+    );
+  });
+
+  it('the walsender is terminated and the slot dropped: connection lost, then slot not found', async () => {
+    const stream = await streaming('s_drop', 'pub_b');
+    await db.sql(`
+      SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 's_drop'`);
+    // The wording blames a shutdown (see the report): only the code and the server's text are pinned.
+    expect(await firstError(stream)).toMatch(
+      /terminating connection due to administrator command \[CONNECTION_LOST\]$/,
+    );
+    await waitFor(
+      async () =>
+        await db
+          .sql(`SELECT pg_drop_replication_slot('s_drop')`)
+          .then(() => true)
+          .catch(() => false),
+      10_000,
+      's_drop to be dropped',
+    );
+    const again = await ReplicationConnection.open(db.options);
+    open.push(again);
+    expect(await firstError(again.startReplication('s_drop', 0n, { publications: ['pub_b'] }))).toMatch(
+      /^replication slot "s_drop" does not exist .*\[SLOT_NOT_FOUND\]$/,
+    );
+  });
+
+  it('START_REPLICATION on a slot another process streams from', async () => {
+    await streaming('s_busy', 'pub_c');
+    const second = await ReplicationConnection.open(db.options);
+    open.push(second);
+    expect(await firstError(second.startReplication('s_busy', 0n, { publications: ['pub_c'] }))).toMatch(
+      /^replication slot "s_busy" is in use by another process \(replication slot "s_busy" is active for PID \d+\) — stop the other consumer \(see pg_replication_slots\.active_pid\) or use another slot name \[SLOT_IN_USE\]$/,
+    );
+  });
+
+  it('a running CLI stops with one line and exit 1 when its publication is dropped', async () => {
+    await db.sql('CREATE PUBLICATION cli_pub FOR TABLE items');
+    const o = db.options;
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        ...['--db-host', o.host, '--db-port', String(o.port), '--db-name', o.database],
+        ...['--db-username', o.user, '--db-password', o.password ?? '', '--sslmode', 'disable'],
+        ...['--sink', 'null', 'cdc', 'cli_pub', 'cli_slot'],
+      ],
+      { env: { PATH: process.env['PATH'] ?? '' } },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await waitFor(() => stderr.includes('streaming from slot'), 10_000, 'the CLI to stream');
+    await db.sql('DROP PUBLICATION cli_pub');
+    await db.sql('INSERT INTO items VALUES (2)');
+    expect(await exit).toBe(1);
+    expect(stderr.split('\n').filter((line) => line.includes('error'))).toEqual([
+      'pg-replicate: error: publication "cli_pub" does not exist — create it with: CREATE PUBLICATION <name> FOR TABLE …; (or FOR ALL TABLES) [PUBLICATION_NOT_FOUND]',
+    ]);
+  });
+});
