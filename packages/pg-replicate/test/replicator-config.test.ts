@@ -14,13 +14,16 @@ import { ConfigError } from '../src/replicator/config-issues.js';
 import { loadConfig } from '../src/replicator/config-loader.js';
 import { configReference } from '../src/replicator/config-reference.js';
 import { classifyFailure } from '../src/replicator/error-policy.js';
+import { EXIT } from '../src/replicator/exit-codes.js';
 import { InstrumentedSink } from '../src/replicator/instrumented-sink.js';
 import { redactor } from '../src/replicator/logger.js';
+import { ReplicatorMetrics } from '../src/replicator/metrics.js';
 import { backoffDelay } from '../src/replicator/supervisor.js';
 import { NullSink } from '../src/sink/null-sink.js';
 import { tempDir, writeConfig } from './replicator-harness.js';
 
 const REFERENCE = fileURLToPath(new URL('../../../docs/config-reference.md', import.meta.url));
+const GUIDE = fileURLToPath(new URL('../../../docs/replicator.md', import.meta.url));
 const dir = tempDir('config');
 const minimal = { source: { publication: 'pub', slot: 'my_slot' }, sink: { type: 'null' } };
 
@@ -156,6 +159,16 @@ describe('configuration', () => {
 
   it('knows every sink the CLI knows', () => {
     expect(configFields().find((f) => f.dotted === 'sink.type')!.values).toEqual([...SINK_NAMES]);
+  });
+
+  it('docs/replicator.md documents every metric and every exit code', async () => {
+    const guide = readFileSync(GUIDE, 'utf8');
+    const metrics = new ReplicatorMetrics({ pipeline: 'p', mode: 'both', sink: 'null', version: '0' });
+    const names = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
+    const ours = names.filter((name) => name.startsWith('pg_replicate_'));
+    expect(ours.length).toBeGreaterThan(15);
+    for (const name of ours) expect(guide, name).toContain(`\`${name}`);
+    for (const code of Object.values(EXIT)) expect(guide).toContain(`\n| ${code} | `);
   });
 
   it('docs/config-reference.md is the generated reference', () => {
