@@ -27,7 +27,14 @@ export interface ServerInfo {
   database: string;
 }
 
+/** Settings, capacities and the current role; safe to run on any server version (even unsupported). */
 export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
+  const [version] = await rows(client, `SELECT current_setting('server_version_num') AS version`);
+  // pg_stat_activity.backend_type exists from PG 10: older servers must still reach the version check.
+  const senders =
+    Number(version!['version']) >= 100000
+      ? `(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender')`
+      : '0';
   const [row] = await rows(
     client,
     `SELECT current_setting('server_version_num') AS version,
@@ -35,7 +42,7 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
             current_setting('max_replication_slots') AS max_slots,
             current_setting('max_wal_senders') AS max_senders,
             (SELECT count(*) FROM pg_replication_slots) AS used_slots,
-            (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender') AS senders,
+            ${senders} AS senders,
             current_user AS "user", r.rolsuper AS superuser, r.rolreplication AS replication,
             current_database() AS database
        FROM pg_roles r WHERE r.rolname = current_user`,

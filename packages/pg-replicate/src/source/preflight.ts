@@ -44,29 +44,15 @@ export interface PreflightResult {
   slot: SlotInfo | null;
 }
 
+/**
+ * Runs every check for `mode`, cheapest first, and returns what it learnt. Throws the first
+ * failure as a {@link PgReplicateError} whose message says what is wrong and whose hint is the fix.
+ */
 export async function preflight(client: pg.Client, options: PreflightOptions): Promise<PreflightResult> {
   const server = await serverInfo(client);
   const streaming = options.mode !== 'copy';
 
-  if (server.versionNum < MIN_SERVER_VERSION) {
-    throw new PgReplicateError(
-      'UNSUPPORTED_SERVER_VERSION',
-      `Postgres ${formatVersion(server.versionNum)} is not supported`,
-      { hint: 'pg-replicate needs Postgres 14 or newer (tested on 14–18)' },
-    );
-  }
-  if (streaming && server.walLevel !== 'logical') {
-    throw new PgReplicateError('WAL_LEVEL_NOT_LOGICAL', `wal_level is "${server.walLevel}", not "logical"`, {
-      hint: "run ALTER SYSTEM SET wal_level = 'logical'; then restart Postgres",
-    });
-  }
-  if (streaming && !server.canReplicate) {
-    throw new PgReplicateError(
-      'MISSING_REPLICATION_PRIVILEGE',
-      `role "${server.currentUser}" lacks the REPLICATION attribute`,
-      { hint: `run ALTER ROLE ${quoteIdent(server.currentUser)} WITH REPLICATION; as a superuser` },
-    );
-  }
+  checkServer(server, options.mode);
 
   const found = await publications(client, options.publications);
   const missing = options.publications.filter((name) => !found.some((p) => p.name === name));
@@ -145,6 +131,33 @@ export async function preflight(client: pg.Client, options: PreflightOptions): P
     }
   }
   return { server, tables, slot };
+}
+
+/**
+ * The checks that need nothing but {@link ServerInfo}: the server version, and for streaming
+ * modes `wal_level` and the REPLICATION attribute.
+ */
+export function checkServer(server: ServerInfo, mode: ReplicationMode): void {
+  const streaming = mode !== 'copy';
+  if (server.versionNum < MIN_SERVER_VERSION) {
+    throw new PgReplicateError(
+      'UNSUPPORTED_SERVER_VERSION',
+      `Postgres ${formatVersion(server.versionNum)} is not supported`,
+      { hint: 'upgrade the server to Postgres 14 or newer (pg-replicate is tested on 14–18)' },
+    );
+  }
+  if (streaming && server.walLevel !== 'logical') {
+    throw new PgReplicateError('WAL_LEVEL_NOT_LOGICAL', `wal_level is "${server.walLevel}", not "logical"`, {
+      hint: "run ALTER SYSTEM SET wal_level = 'logical'; then restart Postgres",
+    });
+  }
+  if (streaming && !server.canReplicate) {
+    throw new PgReplicateError(
+      'MISSING_REPLICATION_PRIVILEGE',
+      `role "${server.currentUser}" lacks the REPLICATION attribute`,
+      { hint: `run ALTER ROLE ${quoteIdent(server.currentUser)} WITH REPLICATION; as a superuser` },
+    );
+  }
 }
 
 async function checkSlot(
@@ -242,6 +255,9 @@ function hasRowIdentity(table: PublishedTable): boolean {
   }
 }
 
-function formatVersion(versionNum: number): string {
-  return `${Math.floor(versionNum / 10000)}.${versionNum % 10000}`;
+/** `server_version_num` as people write it: 170002 → 17.2, 90624 → 9.6.24. */
+export function formatVersion(versionNum: number): string {
+  const major = Math.floor(versionNum / 10000);
+  if (versionNum >= 100000) return `${major}.${versionNum % 10000}`;
+  return `${major}.${Math.floor(versionNum / 100) % 100}.${versionNum % 100}`;
 }
