@@ -125,6 +125,46 @@ describe('Pipeline (both)', () => {
     expect(sink.rows('"public"."t_interrupted"')).toEqual(await pgRows('t_interrupted'));
   });
 
+  it('copies a big table in page ranges on several connections from one snapshot, while writers run', async () => {
+    await setup('t_chunked', 150_000);
+    await db.sql(`VACUUM ANALYZE t_chunked`);
+    const sink = new MemorySink();
+    const source = new PostgresSource({
+      connection: db.options,
+      publication: 'pub_t_chunked',
+      slot: 'slot_t_chunked',
+    });
+    const plans: number[] = [];
+    const plan = source.planChunks.bind(source);
+    source.planChunks = async (...args) => {
+      const chunks = await plan(...args);
+      plans.push(chunks.length);
+      return chunks;
+    };
+    const controller = new AbortController();
+    const running = new Pipeline({
+      source,
+      sink,
+      mode: 'both',
+      copyWorkers: 4,
+      copyChunkPages: 100,
+      batchMaxDelayMs: 20,
+      signal: controller.signal,
+    }).run();
+    await randomWrites('t_chunked', 200, 11);
+    const end = await currentLsn();
+    await waitFor(
+      () => sink.durable.lastLsn !== null && sink.durable.lastLsn >= end,
+      30_000,
+      'the sink to catch up',
+    );
+    controller.abort();
+    await running;
+    expect(plans[0]).toBeGreaterThanOrEqual(2);
+    expect(sink.anomalies).toEqual([]);
+    expect(sink.rows('"public"."t_chunked"')).toEqual(await pgRows('t_chunked'));
+  });
+
   it('resumes after a crash in the middle of the copy: the table is copied again, nothing doubled', async () => {
     await setup('t_copycrash', 5000);
     const sink = new MemorySink();

@@ -67,6 +67,7 @@ async function handle(
         batchMaxRows: options.batchMaxRows,
         batchMaxDelayMs: options.batchMaxDelay,
         copyBatchRows: options.copyBatchRows,
+        copyWorkers: options.copyWorkers,
         endLsn: options.endLsn,
         heartbeatIntervalMs: options.heartbeat === undefined ? undefined : options.heartbeat * 1000,
         signal: controller.signal,

@@ -26,6 +26,7 @@ export interface CliOptions {
   batchMaxRows?: number;
   batchMaxDelay?: number;
   copyBatchRows?: number;
+  copyWorkers?: number;
   endLsn?: bigint;
   heartbeat?: number;
   quiet?: boolean;
@@ -122,6 +123,11 @@ export function buildProgram(handler: CommandHandler): Command {
       '--copy-batch-rows <n>',
       'rows per backfill batch (default 10000)',
       integer('--copy-batch-rows', 1),
+    )
+    .option(
+      '--copy-workers <n>',
+      'connections copying a big table at once, in page ranges of one snapshot (default 4)',
+      integer('--copy-workers', 1),
     )
     .option('--end-lsn <X/Y>', 'stop once everything up to this LSN is durable in the sink', lsnArgument)
     .option(

@@ -39,6 +39,10 @@ export interface PipelineOptions {
   batchMaxDelayMs?: number;
   /** Rows per backfill batch (default 10 000). */
   copyBatchRows?: number;
+  /** Connections copying one big table at once, each a range of its pages (default 4). */
+  copyWorkers?: number;
+  /** Smallest page range worth a connection of its own (default 1024 pages, 8 MiB). */
+  copyChunkPages?: number;
   /** Stop streaming once everything up to this LSN is durable in the sink. */
   endLsn?: Lsn;
   /** Emit a logical message this often so an idle database's slot keeps advancing. */
@@ -151,6 +155,8 @@ export class Pipeline {
       }
       await backfill(source, sink, tables, snapshot, {
         batchRows: this.#options.copyBatchRows ?? 10_000,
+        workers: this.#options.copyWorkers ?? 4,
+        chunkPages: this.#options.copyChunkPages ?? 1024,
         signal,
         onProgress: this.#options.onProgress ?? (() => {}),
         stats: this.stats,

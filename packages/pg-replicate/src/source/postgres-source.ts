@@ -118,12 +118,11 @@ export class PostgresSource {
    * - slot missing: creates it with an exported snapshot (streaming later starts exactly there);
    * - slot present: creates a TEMPORARY slot just for its exported snapshot; changes the main slot
    *   streams that committed before the snapshot's LSN must then be skipped for tables copied in it.
-   * Without a slot (copy mode) the snapshot is a plain REPEATABLE READ transaction.
+   * Without a slot (copy mode) a REPEATABLE READ transaction exports it, so every table (and every
+   * chunk of a table) is copied from the same view.
    */
   async openSnapshot(mode: ReplicationMode): Promise<Snapshot> {
-    if (mode === 'copy') {
-      return { name: null, lsn: null, createdSlot: false, release: async () => {} };
-    }
+    if (mode === 'copy') return this.#exportSnapshot();
     const slotName = this.#requireSlot();
     if (this.slotInfo === null) {
       const replication = await this.#replicationConnection();
@@ -151,6 +150,54 @@ export class PostgresSource {
       await temporary.close();
       throw error;
     }
+  }
+
+  /** A snapshot exported by an ordinary transaction, held open until released. */
+  async #exportSnapshot(): Promise<Snapshot> {
+    const holder = await connect(this.connection);
+    try {
+      await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const result = await holder.query<{ name: string }>('SELECT pg_export_snapshot() AS name');
+      return {
+        name: result.rows[0]!.name,
+        lsn: null,
+        createdSlot: false,
+        release: async () => {
+          await holder.query('COMMIT').catch(() => {});
+          await holder.end().catch(() => {});
+        },
+      };
+    } catch (error) {
+      await holder.end().catch(() => {});
+      throw sourceError(error, 'exporting a snapshot');
+    }
+  }
+
+  /**
+   * Splits a table into ranges of heap pages (ctid) of at least `minPages` each, at most `maxChunks`
+   * of them, for copying by several connections in one snapshot. Returns a single whole-table
+   * chunk (`undefined`) for small and partitioned tables. The last range is open-ended: pages added
+   * after the size was read hold no rows the snapshot can see, but the range covers them anyway.
+   */
+  async planChunks(
+    table: PublishedTable,
+    maxChunks: number,
+    minPages = 1024,
+  ): Promise<(string | undefined)[]> {
+    if (maxChunks <= 1 || table.kind === 'p') return [undefined];
+    const result = await this.#controlClient().query<{ pages: string }>(
+      `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages`,
+      [table.relationId],
+    );
+    const pages = Number(result.rows[0]!.pages);
+    const count = Math.min(maxChunks, Math.floor(pages / minPages));
+    if (count <= 1) return [undefined];
+    const step = Math.ceil(pages / count);
+    return Array.from({ length: count }, (_, i) =>
+      i === count - 1
+        ? `ctid >= '(${i * step},0)'::tid`
+        : `ctid >= '(${i * step},0)'::tid AND ctid < '(${(i + 1) * step},0)'::tid`,
+    );
   }
 
   /**
