@@ -41,6 +41,7 @@ let db: TestDatabase;
 let dir: string;
 /** Started in the background while the shared-cluster cases run. */
 let clusters: Promise<[TestCluster, TestCluster]>;
+let elsewhere: TestDatabase;
 let holder: ReplicationConnection;
 let holding: ReplicationStream;
 
@@ -77,6 +78,9 @@ beforeAll(async () => {
   await db.sql(`
     CREATE ROLE pf_user LOGIN REPLICATION PASSWORD '${PASSWORD}';
     CREATE ROLE pf_plain LOGIN PASSWORD '${PASSWORD}';
+    CREATE ROLE pf_outsider LOGIN REPLICATION PASSWORD '${PASSWORD}';
+    REVOKE CONNECT ON DATABASE ${db.name} FROM PUBLIC;
+    GRANT CONNECT ON DATABASE ${db.name} TO pf_user, pf_plain;
     CREATE TABLE items (id int PRIMARY KEY, v text);
     CREATE TABLE nokey (v text);
     CREATE TABLE keyed_nothing (id int PRIMARY KEY);
@@ -90,6 +94,9 @@ beforeAll(async () => {
     CREATE PUBLICATION hidden_pub FOR TABLE hidden;
   `);
   await db.sql(`SELECT pg_create_logical_replication_slot('decoding_slot', 'test_decoding')`);
+  // A pgoutput slot of another database (slot names are cluster-wide).
+  elsewhere = await freshDatabase('preflight_other');
+  await elsewhere.sql(`SELECT pg_create_logical_replication_slot('elsewhere_slot', 'pgoutput')`);
   // A slot another consumer is streaming from.
   holder = await ReplicationConnection.open(db.options);
   await holder.createSlot('busy_slot');
@@ -106,7 +113,7 @@ afterAll(async () => {
   await Promise.all((await clusters.catch(() => [])).map((cluster) => cluster.destroy()));
   holding?.dispose();
   await holder?.close();
-  await db?.close();
+  await Promise.all([db?.close(), elsewhere?.close()]);
 });
 
 /**
@@ -182,6 +189,22 @@ describe('preflight errors through the CLI', () => {
       1,
       oneLine(
         'slot "decoding_slot" exists but uses plugin test_decoding, not pgoutput — use another slot name, or drop it with SELECT pg_drop_replication_slot\\(\'decoding_slot\'\\); if nothing uses it \\[SLOT_WRONG_PLUGIN\\]',
+      ),
+    ],
+    [
+      'slot of another database',
+      () => [...flags(), 'cdc', 'pub', 'elsewhere_slot'],
+      1,
+      oneLine(
+        'slot "elsewhere_slot" belongs to database "preflight_other_\\w+", not "preflight_\\w+" — connect to database "(preflight_other_\\w+)" \\(--db-name \\1\\), or use another slot name \\[SLOT_WRONG_DATABASE\\]',
+      ),
+    ],
+    [
+      'role without CONNECT on the database',
+      () => [...flags('pf_outsider'), 'cdc', 'pub', 's1'],
+      1,
+      oneLine(
+        'role "pf_outsider" may not connect to database "preflight_\\w+" — run GRANT CONNECT ON DATABASE "preflight_\\w+" TO "pf_outsider"; \\[AUTHENTICATION_FAILED\\]',
       ),
     ],
     [

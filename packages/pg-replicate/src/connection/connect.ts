@@ -163,11 +163,23 @@ export function connectionError(
           },
         );
       case '42501':
+        // "permission denied for database …" (no CONNECT privilege) or, on a walsender, no REPLICATION.
+        if (/for database|CONNECT privilege/i.test(`${message} ${error.detail ?? ''}`)) {
+          return new PgReplicateError(
+            'AUTHENTICATION_FAILED',
+            `role "${options.user}" may not connect to database "${options.database}"`,
+            {
+              hint: `run GRANT CONNECT ON DATABASE ${quoteIdent(options.database)} TO ${quoteIdent(options.user)};`,
+              cause: error,
+            },
+          );
+        }
         return new PgReplicateError(
           'MISSING_REPLICATION_PRIVILEGE',
-          `${options.user} may not open a replication connection`,
+          `role "${options.user}" may not open a replication connection`,
           {
-            hint: `run: ALTER ROLE ${quoteIdent(options.user)} WITH REPLICATION;`,
+            detail: message,
+            hint: `run ALTER ROLE ${quoteIdent(options.user)} WITH REPLICATION; as a superuser`,
             cause: error,
           },
         );

@@ -36,7 +36,8 @@ type Env = Record<string, string | undefined>;
 /**
  * Resolves a full {@link ConnectionOptions}: explicit fields, then `input.url`, then
  * `DATABASE_URL`, then `PGHOST`/`PGPORT`/`PGDATABASE`/`PGUSER`/`PGPASSWORD`/`PGSSLMODE`/
- * `PGSSLROOTCERT`/`PGAPPNAME`, then libpq's defaults (localhost, 5432, the OS user).
+ * `PGSSLROOTCERT`/`PGSSLCERT`/`PGSSLKEY`/`PGAPPNAME`/`PGCONNECT_TIMEOUT`, then libpq's defaults
+ * (localhost, 5432, the OS user, sslmode prefer).
  */
 export function resolveConnection(input: ConnectionInput = {}, env: Env = process.env): ConnectionOptions {
   const fromUrl = parseUrl(input.url ?? env['DATABASE_URL']);
@@ -66,7 +67,11 @@ export function resolveConnection(input: ConnectionInput = {}, env: Env = proces
     sslkey: defined(input.sslkey, fromUrl.sslkey, env['PGSSLKEY']),
     applicationName:
       defined(input.applicationName, fromUrl.applicationName, env['PGAPPNAME']) ?? 'pg-replicate',
-    connectTimeoutMs: input.connectTimeoutMs ?? 10_000,
+    connectTimeoutMs:
+      input.connectTimeoutMs ??
+      fromUrl.connectTimeoutMs ??
+      parseConnectTimeout(env['PGCONNECT_TIMEOUT'], 'PGCONNECT_TIMEOUT') ??
+      10_000,
   };
 }
 
@@ -148,5 +153,19 @@ function parseUrl(url: string | undefined): Partial<ConnectionOptions> {
     sslcert: query.get('sslcert') ?? undefined,
     sslkey: query.get('sslkey') ?? undefined,
     applicationName: query.get('application_name') ?? undefined,
+    connectTimeoutMs: parseConnectTimeout(query.get('connect_timeout') ?? undefined, 'connect_timeout'),
   };
+}
+
+/** libpq's connect_timeout: whole seconds, 0 (or unset) for its default; we then wait 10 s. */
+function parseConnectTimeout(text: string | undefined, name: string): number | undefined {
+  if (text === undefined || text === '') return undefined;
+  const seconds = Number(text);
+  if (!Number.isInteger(seconds) || seconds < 0) {
+    throw new PgReplicateError('INVALID_ARGUMENT', `${name} "${text}" is not a whole number of seconds`, {
+      hint: `set ${name} to the seconds to wait for a connection, e.g. 10`,
+    });
+  }
+  // libpq waits at least 2 s, and 0 means no limit; we keep a limit, so that a dead host is reported.
+  return seconds === 0 ? undefined : Math.max(seconds, 2) * 1000;
 }

@@ -195,7 +195,9 @@ async function checkSlot(
     throw new PgReplicateError(
       'SLOT_WRONG_DATABASE',
       `slot "${name}" belongs to database "${slot.database}", not "${server.database}"`,
-      { hint: 'connect to that database, or use another slot name' },
+      {
+        hint: `connect to database "${slot.database}" (--db-name ${slot.database}), or use another slot name`,
+      },
     );
   }
   if (slot.walStatus === 'lost' || slot.invalidationReason !== null) {
