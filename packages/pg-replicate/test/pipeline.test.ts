@@ -238,6 +238,40 @@ describe('Pipeline (both)', () => {
     expect(parseLsn(slot!.confirmed_flush_lsn) >= end).toBe(true);
   });
 
+  it('heartbeats keep the slot moving on an idle database, and a slot holding WAL is reported', async () => {
+    await setup('t_heartbeat', 1);
+    const sink = new MemorySink();
+    const warnings: string[] = [];
+    const slotEvents: number[] = [];
+    const controller = new AbortController();
+    const running = pipeline('t_heartbeat', sink, {
+      heartbeatIntervalMs: 50,
+      slotCheckIntervalMs: 50,
+      maxRetainedWalBytes: 1,
+      signal: controller.signal,
+      logger: { debug() {}, info() {}, warn: (message) => warnings.push(message) },
+      onProgress: (event) => {
+        if (event.type === 'slot') slotEvents.push(event.retainedWalBytes);
+      },
+    }).run();
+    await waitFor(() => sink.durable.lastLsn !== null, 10_000, 'a first durable position');
+    const first = sink.durable.lastLsn!;
+    // Nothing is written by anyone: only the heartbeats' WAL can move the position.
+    await waitFor(() => sink.durable.lastLsn! > first, 10_000, 'the heartbeat to advance the slot');
+    await waitFor(
+      () => warnings.some((w) => /retains .* of WAL/.test(w)),
+      10_000,
+      'the retained-WAL warning',
+    );
+    controller.abort();
+    await running;
+    expect(slotEvents.length).toBeGreaterThan(0);
+    const [slot] = await db.sql<{ confirmed_flush_lsn: string }>(
+      `SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'slot_t_heartbeat'`,
+    );
+    expect(parseLsn(slot!.confirmed_flush_lsn) > first).toBe(true);
+  });
+
   it('refuses a sink whose state is behind the slot (changes would be missing)', async () => {
     await setup('t_behind', 5);
     const sink = new MemorySink();

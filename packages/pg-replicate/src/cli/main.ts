@@ -70,6 +70,8 @@ async function handle(
         copyWorkers: options.copyWorkers,
         endLsn: options.endLsn,
         heartbeatIntervalMs: options.heartbeat === undefined ? undefined : options.heartbeat * 1000,
+        maxRetainedWalBytes:
+          options.maxRetainedWal === undefined ? undefined : options.maxRetainedWal * 2 ** 20,
         signal: controller.signal,
         onProgress: reporter.onProgress,
         logger: reporter,

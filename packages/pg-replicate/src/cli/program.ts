@@ -29,6 +29,7 @@ export interface CliOptions {
   copyWorkers?: number;
   endLsn?: bigint;
   heartbeat?: number;
+  maxRetainedWal?: number;
   quiet?: boolean;
   verbose?: boolean;
   yes?: boolean;
@@ -134,6 +135,11 @@ export function buildProgram(handler: CommandHandler): Command {
       '--heartbeat <seconds>',
       'emit a heartbeat message this often to keep an idle slot moving',
       integer('--heartbeat', 1),
+    )
+    .option(
+      '--max-retained-wal <MB>',
+      'warn when the slot keeps more WAL than this from being recycled (default 1024)',
+      integer('--max-retained-wal', 1),
     )
     .option('-q, --quiet', 'only warnings and errors on stderr')
     .option('-v, --verbose', 'more detail on stderr');

@@ -92,6 +92,8 @@ export class ProgressReporter implements Logger {
       case 'advanced':
         this.#lsn = formatLsn(event.lsn);
         break;
+      case 'slot':
+        break;
     }
   };
 

@@ -28,6 +28,7 @@ import {
   type ProgressEvent,
   SILENT_LOGGER,
 } from './progress.js';
+import { SlotMonitor } from './slot-monitor.js';
 
 export interface PipelineOptions {
   source: PostgresSource;
@@ -47,6 +48,10 @@ export interface PipelineOptions {
   endLsn?: Lsn;
   /** Emit a logical message this often so an idle database's slot keeps advancing. */
   heartbeatIntervalMs?: number;
+  /** Warn when the slot retains more WAL than this (default 1 GiB); checked every 30 s. */
+  maxRetainedWalBytes?: number;
+  /** How often the slot is checked while streaming (default 30 s). */
+  slotCheckIntervalMs?: number;
   /** Aborting stops the pipeline gracefully: committed work is flushed and confirmed. */
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
@@ -121,10 +126,18 @@ export class Pipeline {
         logger: this.#logger,
         stats: this.stats,
       });
+      const monitor = new SlotMonitor(source, {
+        maxRetainedWalBytes: this.#options.maxRetainedWalBytes ?? 2 ** 30,
+        intervalMs: this.#options.slotCheckIntervalMs ?? 30_000,
+        logger: this.#logger,
+        onProgress,
+      });
+      monitor.start();
       try {
         await loop.run();
         await stream.stop();
       } finally {
+        monitor.stop();
         stream.dispose();
         this.stats.streamMs += performance.now() - started;
       }

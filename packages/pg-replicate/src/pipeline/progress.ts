@@ -20,7 +20,15 @@ export type ProgressEvent =
       /** Commit of the batch's first transaction → durable: the longest any change waited. */
       readonly maxLagMs: number;
     }
-  | { readonly type: 'advanced'; readonly lsn: Lsn };
+  | { readonly type: 'advanced'; readonly lsn: Lsn }
+  | {
+      readonly type: 'slot';
+      /** WAL the slot keeps from being recycled (server position − restart_lsn). */
+      readonly retainedWalBytes: number;
+      /** Server position − confirmed_flush_lsn. */
+      readonly lagBytes: number;
+      readonly walStatus: string | null;
+    };
 
 export interface Logger {
   debug(message: string): void;
