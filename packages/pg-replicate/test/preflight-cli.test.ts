@@ -11,10 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { TestCluster } from '@pg-replicate/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '../src/connection/connect.js';
 import { resolveConnection } from '../src/connection/connection-options.js';
 import { PgReplicateError } from '../src/errors.js';
 import { ReplicationConnection } from '../src/protocol/replication-connection.js';
 import type { ReplicationStream } from '../src/protocol/replication-stream.js';
+import { serverInfo } from '../src/source/catalog.js';
 import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../bin/pg-replicate.js', import.meta.url));
@@ -164,7 +166,7 @@ describe('preflight errors through the CLI', () => {
       () => [...flags('pf_plain'), 'cdc', 'pub', 's1'],
       1,
       oneLine(
-        'role "pf_plain" lacks the REPLICATION attribute — run ALTER ROLE "pf_plain" WITH REPLICATION; as a superuser \\[MISSING_REPLICATION_PRIVILEGE\\]',
+        'role "pf_plain" lacks the REPLICATION attribute — run ALTER ROLE "pf_plain" WITH REPLICATION; as a superuser \\(on Amazon RDS: GRANT rds_replication TO "pf_plain";\\) \\[MISSING_REPLICATION_PRIVILEGE\\]',
       ),
     ],
     [
@@ -323,6 +325,24 @@ describe('preflight errors that need a server of their own', () => {
     );
     const copy = await cli([...on(replica), '--sink', 'null', 'copy', 'pub']);
     expect(copy.code).toBe(0);
+  });
+
+  it('a member of rds_replication (Amazon RDS) counts as able to replicate', async () => {
+    await replica.query(`
+      CREATE ROLE rds_replication NOLOGIN;
+      CREATE ROLE rds_user LOGIN PASSWORD '${SECRET}' IN ROLE rds_replication;
+      CREATE ROLE plain_user LOGIN PASSWORD '${SECRET}'`);
+    const can = async (user: string) => {
+      const client = await connect(
+        resolveConnection({ ...replica.connection(), user, sslmode: 'disable' }, {}),
+      );
+      try {
+        return (await serverInfo(client)).canReplicate;
+      } finally {
+        await client.end();
+      }
+    };
+    expect([await can('rds_user'), await can('plain_user')]).toEqual([true, false]);
   });
 
   it('the slot was invalidated (its WAL was removed)', async () => {

@@ -14,7 +14,9 @@ async function rows(client: pg.Client, sql: string, values?: unknown[]): Promise
   return (await client.query<Row>(sql, values)).rows;
 }
 
+/** What preflight needs to know about the server and the connected role. */
 export interface ServerInfo {
+  /** `server_version_num`, e.g. 170002. */
   versionNum: number;
   walLevel: string;
   maxReplicationSlots: number;
@@ -23,6 +25,7 @@ export interface ServerInfo {
   activeWalSenders: number;
   currentUser: string;
   isSuperuser: boolean;
+  /** Superuser, the REPLICATION attribute, or (Amazon RDS) membership in `rds_replication`. */
   canReplicate: boolean;
   database: string;
 }
@@ -44,6 +47,9 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
             (SELECT count(*) FROM pg_replication_slots) AS used_slots,
             ${senders} AS senders,
             current_user AS "user", r.rolsuper AS superuser, r.rolreplication AS replication,
+            -- Amazon RDS grants logical replication through membership, not the attribute.
+            CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = 'rds_replication')
+                 THEN pg_has_role('rds_replication', 'MEMBER') ELSE false END AS rds_replication,
             current_database() AS database
        FROM pg_roles r WHERE r.rolname = current_user`,
   );
@@ -57,11 +63,12 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
     activeWalSenders: Number(r['senders']),
     currentUser: String(r['user']),
     isSuperuser: r['superuser'] === 't',
-    canReplicate: r['superuser'] === 't' || r['replication'] === 't',
+    canReplicate: r['superuser'] === 't' || r['replication'] === 't' || r['rds_replication'] === 't',
     database: String(r['database']),
   };
 }
 
+/** A row of `pg_publication`: what it publishes. */
 export interface PublicationInfo {
   name: string;
   allTables: boolean;
@@ -71,6 +78,7 @@ export interface PublicationInfo {
   publishesTruncate: boolean;
 }
 
+/** The publications among `names` that exist in the connected database. */
 export async function publications(client: pg.Client, names: readonly string[]): Promise<PublicationInfo[]> {
   const found = await rows(
     client,
@@ -88,6 +96,7 @@ export async function publications(client: pg.Client, names: readonly string[]):
   }));
 }
 
+/** Every publication in the connected database, by name (to suggest one that exists). */
 export async function allPublicationNames(client: pg.Client): Promise<string[]> {
   return (await rows(client, 'SELECT pubname FROM pg_publication ORDER BY 1')).map((r) =>
     String(r['pubname']),
@@ -207,6 +216,7 @@ function combinedRowFilter(json: string | null | undefined): string | undefined 
   return filters.map((filter) => `(${filter})`).join(' OR ');
 }
 
+/** A row of `pg_replication_slots`, typed. */
 export interface SlotInfo {
   name: string;
   plugin: string | null;
@@ -225,6 +235,7 @@ export interface SlotInfo {
   retainedWalBytes: number | null;
 }
 
+/** The slot called `name`, or null when there is none (on any database: slot names are global). */
 export async function replicationSlot(
   client: pg.Client,
   name: string,
@@ -263,6 +274,7 @@ export async function inactiveSlotNames(client: pg.Client): Promise<string[]> {
   return found.map((r) => String(r['slot_name']));
 }
 
+/** The server's current WAL write position. */
 export async function currentWalLsn(client: pg.Client): Promise<Lsn> {
   const [row] = await rows(client, 'SELECT pg_current_wal_lsn() AS lsn');
   return parseLsn(String(row!['lsn']));

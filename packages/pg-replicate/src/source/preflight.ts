@@ -75,7 +75,9 @@ export async function preflight(client: pg.Client, options: PreflightOptions): P
       'PUBLICATION_EMPTY',
       `publication ${options.publications.map((name) => `"${name}"`).join(', ')} has no tables`,
       {
-        hint: `add tables with ALTER PUBLICATION ${quoteIdent(options.publications[0]!)} ADD TABLE <table>;`,
+        hint: found.every((p) => p.allTables)
+          ? 'it is FOR ALL TABLES and the database has no tables yet: create them first'
+          : `add tables with ALTER PUBLICATION ${quoteIdent(options.publications[0]!)} ADD TABLE <table>;`,
       },
     );
   }
@@ -155,7 +157,9 @@ export function checkServer(server: ServerInfo, mode: ReplicationMode): void {
     throw new PgReplicateError(
       'MISSING_REPLICATION_PRIVILEGE',
       `role "${server.currentUser}" lacks the REPLICATION attribute`,
-      { hint: `run ALTER ROLE ${quoteIdent(server.currentUser)} WITH REPLICATION; as a superuser` },
+      {
+        hint: `run ALTER ROLE ${quoteIdent(server.currentUser)} WITH REPLICATION; as a superuser (on Amazon RDS: GRANT rds_replication TO ${quoteIdent(server.currentUser)};)`,
+      },
     );
   }
 }
