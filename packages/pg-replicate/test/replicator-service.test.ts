@@ -215,6 +215,35 @@ describe('pg-replicate run', () => {
     expect(line!.msg).toContain('(13 problems)');
   });
 
+  it('gives up with exit 5 after retry.maxAttempts transient failures in a row', async () => {
+    const port = await freePort();
+    const nobody = await freePort();
+    const service = startService({
+      args: [],
+      env: {
+        PG_REPLICATE_SOURCE_URL: `postgres://svc_user@127.0.0.1:${nobody}/app`,
+        PG_REPLICATE_SOURCE_PUBLICATION: 'svc_pub',
+        PG_REPLICATE_SOURCE_SLOT: 'svc_slot',
+        PG_REPLICATE_SINK_TYPE: 'null',
+        PG_REPLICATE_HTTP_HOST: '127.0.0.1',
+        PG_REPLICATE_HTTP_PORT: String(port),
+        PG_REPLICATE_RETRY_INITIAL_DELAY_MS: '20',
+        PG_REPLICATE_RETRY_MAX_ATTEMPTS: '3',
+      },
+      port,
+      stdoutFile: join(dir, 'gives-up.jsonl'),
+    });
+    expect(await service.exited).toBe(5);
+    const warnings = service.logs().filter((line) => line.msg.startsWith('transient failure'));
+    expect(warnings.map((line) => line.msg.replace(/[\d.]+ s:.*/, 'N s'))).toEqual([
+      'transient failure, retrying in N s',
+      'transient failure, retrying in N s',
+    ]);
+    expect(service.logs().at(-1)!.msg).toMatch(
+      /^giving up after 3 failed attempts in a row: connection refused by/,
+    );
+  });
+
   it('exits 6 when a stop does not finish within shutdown.timeoutMs', async () => {
     const port = await freePort();
     const service = startService({

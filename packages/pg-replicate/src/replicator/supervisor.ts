@@ -91,7 +91,7 @@ export class Supervisor {
         if (signal.aborted) {
           logger.warn(
             fields,
-            `connection lost while stopping: ${failure.message}; the durable state is intact`,
+            `failed while stopping (${failure.code}): ${failure.message}; what is durable stays durable`,
           );
           return this.#stopped();
         }
