@@ -20,7 +20,8 @@ import {
   tableKey,
 } from 'pg-replicate';
 import { ChangeCollapser, type Texts, UnappliableChangeError } from './change-collapser.js';
-import { changelogInsertSql, prepareValue, stageChangelog } from './changelog.js';
+import { changelogInsertSql, changelogStagedNames, prepareValue, stageChangelog } from './changelog.js';
+import { runConverting } from './conversion-errors.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import type { StageFile } from './stage-file.js';
 import type { TableCatalog } from './table-catalog.js';
@@ -106,7 +107,7 @@ export class ChangeApplier {
     if (this.#catalog.changelog) {
       this.#stage.reset();
       stageChangelog(this.#stage, plan, [event]);
-      await this.#runStaged(changelogInsertSql(this.#stage, plan), `writing the changelog of ${plan.key}`);
+      await this.#writeChangelog(plan);
     }
   }
 
@@ -122,7 +123,7 @@ export class ChangeApplier {
       if (pending.changelog.length > 0) {
         this.#stage.reset();
         stageChangelog(this.#stage, plan, pending.changelog);
-        await this.#runStaged(changelogInsertSql(this.#stage, plan), `writing the changelog of ${plan.key}`);
+        await this.#writeChangelog(plan);
       }
     }
     this.#pending.clear();
@@ -182,10 +183,12 @@ export class ChangeApplier {
         (column, i) =>
           `CASE WHEN substr(s._u, ${i + 1}, 1) = '1' THEN o.${column.sql} ELSE ${convert(i, `s.c${i}`)} END AS ${column.sql}`,
       );
-      await this.#db.run(
+      await this.#convert(
         `CREATE OR REPLACE TEMP TABLE ${ROWS_TABLE} AS SELECT ${values.join(', ')}, (s._u IS NOT NULL AND o.rowid IS NULL) AS _missing
            FROM ${read} AS s LEFT JOIN ${plan.target} AS o ON ${join.join(' AND ')} WHERE s._w = '1'`,
         what,
+        plan,
+        read,
       );
       const [missing] = await this.#db.rows(
         `SELECT count(*) AS n FROM temp.main.${ROWS_TABLE} WHERE _missing`,
@@ -205,10 +208,12 @@ export class ChangeApplier {
       this.#deletedFrom.add(plan.key);
       const keys = keyColumns.map((column, j) => `${convert(column, `s.c${column}`)} AS k${j}`);
       const match = keyColumns.map((column, j) => `${plan.target}.${plan.columns[column]!.sql} = d.k${j}`);
-      await this.#db.run(
+      await this.#convert(
         `DELETE FROM ${plan.target} USING (SELECT DISTINCT ${keys.join(', ')} FROM ${read} AS s WHERE s._d = '1') AS d
           WHERE ${match.join(' AND ')}`,
         what,
+        plan,
+        read,
       );
     }
     if (writes > 0) {
@@ -217,7 +222,7 @@ export class ChangeApplier {
         masked > 0
           ? `SELECT ${columns} FROM temp.main.${ROWS_TABLE}`
           : `SELECT ${plan.columns.map((_, i) => convert(i, `s.c${i}`)).join(', ')} FROM ${read} AS s WHERE s._w = '1'`;
-      await this.#db.run(`INSERT INTO ${plan.target} (${columns}) ${source}`, what);
+      await this.#convert(`INSERT INTO ${plan.target} (${columns}) ${source}`, what, plan, read);
     }
   }
 
@@ -246,26 +251,38 @@ export class ChangeApplier {
     );
     if (removes > 0) {
       this.#deletedFrom.add(plan.key);
-      const match = plan.columns.map((column) => `t.${column.sql} IS NOT DISTINCT FROM d.${column.sql}`);
-      await this.#db.run(
+      // Rows that compare equal (0 and -0, '1 day' and '24 hours') are one group: as many rows
+      // of the group are deleted as Postgres deleted, those spelled exactly as sent first (DuckDB
+      // may store a segment of only zeros with one sign), and no row is picked twice.
+      const names = plan.columns.map((column) => column.sql);
+      const text = (alias: string) =>
+        `concat_ws(chr(1), ${names.map((name) => `coalesce(CAST(${alias}.${name} AS VARCHAR), chr(2))`).join(', ')})`;
+      const match = names.map((name) => `t.${name} IS NOT DISTINCT FROM g.${name}`);
+      await this.#convert(
         `DELETE FROM ${plan.target} WHERE rowid IN (
            SELECT rid FROM (
-             SELECT t.rowid AS rid, d._n AS n, row_number() OVER (PARTITION BY d._id ORDER BY t.rowid) AS rn
+             SELECT t.rowid AS rid, g._n AS n,
+                    row_number() OVER (PARTITION BY g._id ORDER BY list_contains(g._texts, ${text('t')}) DESC, t.rowid) AS rn
                FROM ${plan.target} AS t
-               JOIN (SELECT row_number() OVER () AS _id, CAST(s._n AS BIGINT) AS _n, ${converted.join(', ')}
-                       FROM ${read} AS s WHERE s._w = '0') AS d
+               JOIN (SELECT row_number() OVER () AS _id, sum(d._n) AS _n, list(${text('d')}) AS _texts, ${names.map((name) => `d.${name}`).join(', ')}
+                       FROM (SELECT CAST(s._n AS BIGINT) AS _n, ${converted.join(', ')} FROM ${read} AS s WHERE s._w = '0') AS d
+                      GROUP BY ALL) AS g
                  ON ${match.join(' AND ')})
             WHERE rn <= n)`,
         what,
+        plan,
+        read,
       );
     }
     if (adds > 0) {
       const columns = plan.columns.map((column) => column.sql).join(', ');
-      await this.#db.run(
+      await this.#convert(
         `INSERT INTO ${plan.target} (${columns})
          SELECT ${columns} FROM (SELECT ${converted.join(', ')}, unnest(range(CAST(s._n AS BIGINT))) AS _copy
                                    FROM ${read} AS s WHERE s._w = '1')`,
         what,
+        plan,
+        read,
       );
     }
   }
@@ -282,9 +299,11 @@ export class ChangeApplier {
     const columns = plan.columns.map((column) => column.sql).join(', ');
     const values = plan.columns.map((column, i) => fromStaged(column.mapping, `s.c${i}`)).join(', ');
     const read = stage.readSql(['_w', ...plan.columns.map((_, i) => `c${i}`)]);
-    await this.#db.run(
+    await this.#convert(
       `INSERT INTO ${plan.target} (${columns}) SELECT ${values} FROM ${read} AS s`,
       `appending to ${plan.key}`,
+      plan,
+      read,
     );
   }
 
@@ -296,9 +315,20 @@ export class ChangeApplier {
     }
   }
 
-  async #runStaged(sql: string, what: string): Promise<void> {
+  #convert(sql: string, what: string, plan: TablePlan, read: string): Promise<void> {
+    return runConverting(this.#db, sql, what, plan, read);
+  }
+
+  async #writeChangelog(plan: TablePlan): Promise<void> {
     this.#stage.flush();
-    await this.#db.run(sql, what);
+    const read = this.#stage.readSql(changelogStagedNames(plan));
+    await runConverting(
+      this.#db,
+      changelogInsertSql(read, plan),
+      `writing the changelog of ${plan.key}`,
+      plan,
+      read,
+    );
   }
 }
 

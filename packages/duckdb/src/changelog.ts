@@ -129,10 +129,14 @@ function oldJson(plan: TablePlan, old: RowData, keyOnly: boolean): string {
   return JSON.stringify(object);
 }
 
-/** The INSERT reading what {@link stageChangelog} staged into the changelog table. */
-export function changelogInsertSql(stage: StageFile, plan: TablePlan): string {
+/** Column names of what {@link stageChangelog} stages. */
+export function changelogStagedNames(plan: TablePlan): string[] {
+  return [...STAGED_META, ...plan.columns.map((_, i) => `c${i}`)];
+}
+
+/** The INSERT reading what {@link stageChangelog} staged (`read`) into the changelog table. */
+export function changelogInsertSql(read: string, plan: TablePlan): string {
   const target = qualified(plan.table.schema, changelogName(plan.table));
-  const names = [...STAGED_META, ...plan.columns.map((_, i) => `c${i}`)];
   const columns = [...META.map((meta) => ident(meta.name)), ...plan.columns.map((column) => column.sql)];
   const values = [
     's._op',
@@ -144,16 +148,11 @@ export function changelogInsertSql(stage: StageFile, plan: TablePlan): string {
     `CAST(${unescapeCopySql('s._old')} AS JSON)`,
     ...plan.columns.map((column, i) => fromStaged(column.mapping, `s.c${i}`)),
   ];
-  return `INSERT INTO ${target} (${columns.join(', ')}) SELECT ${values.join(', ')} FROM ${stage.readSql(names)} AS s`;
+  return `INSERT INTO ${target} (${columns.join(', ')}) SELECT ${values.join(', ')} FROM ${read} AS s`;
 }
 
 /** The INSERT copying what a copy staged (columns `c0…`) into the changelog as `copy` rows. */
-export function changelogCopySql(
-  stage: StageFile,
-  plan: TablePlan,
-  names: readonly string[],
-  snapshotLsn: bigint | null,
-): string {
+export function changelogCopySql(read: string, plan: TablePlan, snapshotLsn: bigint | null): string {
   const target = qualified(plan.table.schema, changelogName(plan.table));
   const lsn = snapshotLsn === null ? 'NULL' : String(snapshotLsn);
   const columns = ['op', 'lsn', 'commit_lsn', ...plan.columns.map((column) => column.name)].map(ident);
@@ -163,5 +162,5 @@ export function changelogCopySql(
     lsn,
     ...plan.columns.map((column, i) => fromStaged(column.mapping, `s.c${i}`)),
   ];
-  return `INSERT INTO ${target} (${columns.join(', ')}) SELECT ${values.join(', ')} FROM ${stage.readSql(names)} AS s`;
+  return `INSERT INTO ${target} (${columns.join(', ')}) SELECT ${values.join(', ')} FROM ${read} AS s`;
 }

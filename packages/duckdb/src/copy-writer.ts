@@ -10,6 +10,7 @@
  */
 import { CopyTextRow, type Lsn, type RowData } from 'pg-replicate';
 import { changelogCopySql, prepareValue } from './changelog.js';
+import { runConverting } from './conversion-errors.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import type { StageFile } from './stage-file.js';
 import type { TablePlan } from './table-plan.js';
@@ -101,19 +102,16 @@ export class CopyWriter {
     const { plan } = target;
     const names = plan.columns.map((_, i) => `c${i}`);
     if (plan.columns.length === 1) names.push('_sentinel');
+    const read = stage.readSql(names);
     if (target.materialized) {
       const columns = plan.columns.map((column) => column.sql).join(', ');
       const values = plan.columns.map((column, i) => fromStaged(column.mapping, `s.c${i}`)).join(', ');
-      await this.#db.run(
-        `INSERT INTO ${plan.target} (${columns}) SELECT ${values} FROM ${stage.readSql(names)} AS s`,
-        `copying into ${plan.key}`,
-      );
+      const sql = `INSERT INTO ${plan.target} (${columns}) SELECT ${values} FROM ${read} AS s`;
+      await runConverting(this.#db, sql, `copying into ${plan.key}`, plan, read);
     }
     if (target.changelog) {
-      await this.#db.run(
-        changelogCopySql(stage, plan, names, target.snapshotLsn),
-        `copying into the changelog of ${plan.key}`,
-      );
+      const sql = changelogCopySql(read, plan, target.snapshotLsn);
+      await runConverting(this.#db, sql, `copying into the changelog of ${plan.key}`, plan, read);
     }
   }
 

@@ -26,7 +26,7 @@ import { qualified } from './sql.js';
 import { StageFile } from './stage-file.js';
 import { StateStore } from './state-store.js';
 import { TableCatalog } from './table-catalog.js';
-import { identityNames } from './table-plan.js';
+import { checkIdentity, identityNames } from './table-plan.js';
 
 /** Options of {@link DuckDbSink}. */
 export interface DuckDbSinkOptions {
@@ -79,6 +79,9 @@ export class DuckDbSink implements Sink {
   readonly #options: Required<Pick<DuckDbSinkOptions, 'path' | 'changelog' | 'appendOnlyWithoutKey'>> &
     DuckDbSinkOptions;
   #open: OpenState | null = null;
+  /** Tables given to `prepare`, checked for an identity when changes start to flow. */
+  #tables: TableSchema[] = [];
+  #streaming = false;
 
   constructor(options: DuckDbSinkOptions) {
     if (typeof options?.path !== 'string' || options.path === '') {
@@ -100,6 +103,8 @@ export class DuckDbSink implements Sink {
 
   async open(context: SinkContext): Promise<SinkState> {
     if (this.#open !== null) await this.close();
+    this.#tables = [];
+    this.#streaming = false;
     const options = this.#options;
     const db = await DuckDbDatabase.open(options.path, {
       threads: options.threads,
@@ -113,10 +118,7 @@ export class DuckDbSink implements Sink {
       mkdirSync(stagingDir, { recursive: true });
       const stages = [0, 1, 2].map((i) => new StageFile(join(stagingDir, `stage-${i}.tsv`)));
       const state = new StateStore(db, context.pipelineId);
-      const catalog = new TableCatalog(db, context.types, state, {
-        changelog: options.changelog,
-        appendOnlyWithoutKey: options.appendOnlyWithoutKey,
-      });
+      const catalog = new TableCatalog(db, context.types, state, { changelog: options.changelog });
       this.#open = {
         db,
         state,
@@ -136,6 +138,8 @@ export class DuckDbSink implements Sink {
 
   async prepare(tables: readonly TableSchema[]): Promise<void> {
     const { db, catalog } = this.#require();
+    this.#tables.push(...tables);
+    if (this.#streaming) for (const table of tables) checkIdentity(table, this.#options.appendOnlyWithoutKey);
     await this.#guard(() =>
       db.transaction(async () => {
         for (const table of tables) await catalog.create(table);
@@ -191,6 +195,11 @@ export class DuckDbSink implements Sink {
 
   async writeChanges(batch: ChangeBatch): Promise<void> {
     const { db, applier, state } = this.#require();
+    if (!this.#streaming) {
+      // Copying a table without identity is fine; streaming its changes is not (unless append-only).
+      for (const table of this.#tables) checkIdentity(table, this.#options.appendOnlyWithoutKey);
+      this.#streaming = true;
+    }
     await this.#guard(async () => {
       await db.begin();
       await applier.apply(batch.events);

@@ -8,11 +8,17 @@ import { type ChangelogMode, changelogColumns, changelogName } from './changelog
 import type { DuckDbDatabase } from './duckdb-database.js';
 import type { StateStore } from './state-store.js';
 import { readColumns, syncTable, type WantedColumn } from './table-ddl.js';
-import { buildPlan, checkIdentity, expectedMappings, identityNames, type TablePlan } from './table-plan.js';
+import {
+  buildPlan,
+  checkColumns,
+  expectedMappings,
+  identityNames,
+  rowIdentity,
+  type TablePlan,
+} from './table-plan.js';
 
 export interface CatalogOptions {
   readonly changelog: ChangelogMode;
-  readonly appendOnlyWithoutKey: boolean;
 }
 
 export class TableCatalog {
@@ -44,7 +50,8 @@ export class TableCatalog {
    * (or its copy) brings it up to date through {@link plan}.
    */
   async create(table: TableSchema): Promise<void> {
-    const identity = checkIdentity(table, this.#options.appendOnlyWithoutKey);
+    checkColumns(table);
+    const identity = rowIdentity(table);
     const wanted = this.#wanted(table);
     if (this.materialized && (await readColumns(this.#db, table.schema, table.name)) === null) {
       await syncTable(this.#db, table.schema, table.name, wanted);
@@ -63,7 +70,8 @@ export class TableCatalog {
   async plan(table: TableSchema, rebuild = false): Promise<TablePlan> {
     const known = this.#plans.get(table);
     if (known !== undefined) return known;
-    const identity = checkIdentity(table, this.#options.appendOnlyWithoutKey);
+    checkColumns(table);
+    const identity = rowIdentity(table);
     const wanted = this.#wanted(table);
     if (this.materialized) await syncTable(this.#db, table.schema, table.name, wanted, rebuild);
     if (this.changelog)
@@ -82,7 +90,7 @@ export class TableCatalog {
   async #build(table: TableSchema): Promise<TablePlan> {
     const name = this.materialized ? table.name : changelogName(table);
     const actual = (await readColumns(this.#db, table.schema, name)) ?? new Map<string, string>();
-    const plan = buildPlan(table, this.#types, actual, this.#options.appendOnlyWithoutKey);
+    const plan = buildPlan(table, this.#types, actual);
     this.#plans.set(table, plan);
     return plan;
   }

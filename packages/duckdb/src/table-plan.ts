@@ -61,26 +61,33 @@ export function identityNames(table: TableSchema, identity: Identity): string[] 
   return identity.kind === 'row' ? table.columns.map((column) => column.name) : [];
 }
 
-/** Refuses a table whose updates and deletes could not be applied (unless append-only is allowed). */
-export function checkIdentity(table: TableSchema, appendOnlyWithoutKey: boolean): Identity {
-  const identity = rowIdentity(table);
-  if (identity.kind === 'none' && !appendOnlyWithoutKey) {
-    const name = tableKey(table);
-    throw new PgReplicateError(
-      'NO_REPLICA_IDENTITY',
-      `table ${name} has no primary key or replica identity: its updates and deletes cannot be applied in DuckDB`,
-      {
-        hint: `add a primary key, or run ALTER TABLE ${name} REPLICA IDENTITY FULL; — or, if the table only ever gets inserts, create the sink with appendOnlyWithoutKey: true`,
-      },
-    );
-  }
+/**
+ * Refuses a table whose updates and deletes could not be applied (unless append-only is allowed).
+ * Checked when changes start to stream, not before: copying such a table is fine.
+ */
+export function checkIdentity(table: TableSchema, appendOnlyWithoutKey: boolean): void {
+  if (rowIdentity(table).kind !== 'none' || appendOnlyWithoutKey) return;
+  const name = tableKey(table);
+  throw new PgReplicateError(
+    'NO_REPLICA_IDENTITY',
+    `table ${name} has no primary key or replica identity: its updates and deletes cannot be applied in DuckDB`,
+    {
+      hint: `add a primary key, or run ALTER TABLE ${name} REPLICA IDENTITY FULL; — or, if the table only ever gets inserts, create the sink with appendOnlyWithoutKey: true`,
+    },
+  );
+}
+
+/** Refuses what DuckDB cannot create: a table without columns. */
+export function checkColumns(table: TableSchema): void {
   if (table.columns.length === 0) {
     throw new PgReplicateError(
       'SCHEMA_UNSUPPORTED',
       `table ${tableKey(table)} has no columns; DuckDB tables need at least one`,
+      {
+        hint: 'leave the table out of the publication, or give it a column',
+      },
     );
   }
-  return identity;
 }
 
 /** The expected DuckDB type of each column. */
@@ -96,9 +103,9 @@ export function buildPlan(
   table: TableSchema,
   types: TypeRegistry,
   actual: ReadonlyMap<string, string>,
-  appendOnlyWithoutKey: boolean,
 ): TablePlan {
-  const identity = checkIdentity(table, appendOnlyWithoutKey);
+  checkColumns(table);
+  const identity = rowIdentity(table);
   const columns = table.columns.map((column): ColumnPlan => {
     const expected = mapColumn(column, types);
     const duckType = actual.get(column.name);

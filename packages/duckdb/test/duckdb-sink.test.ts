@@ -5,8 +5,17 @@
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Pipeline } from '../../pg-replicate/src/pipeline/pipeline.js';
+import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js';
 import { DuckDbSink } from '../src/index.js';
-import { expectEqualTables, freshDatabase, replicate, scratchDir, type TestDatabase } from './harness.js';
+import {
+  currentLsn,
+  expectEqualTables,
+  freshDatabase,
+  replicate,
+  scratchDir,
+  type TestDatabase,
+} from './harness.js';
 
 let db: TestDatabase;
 let scratch: ReturnType<typeof scratchDir>;
@@ -115,5 +124,78 @@ describe('DuckDB sink', () => {
     await expectEqualTables(db, path, ['public.restart']);
     const sink = new DuckDbSink({ path });
     await expect(sink.prepare([])).rejects.toThrow(/not open/);
+  });
+
+  it('copies a table without key; streams it only when told it is append-only', async () => {
+    await db.sql(`
+      CREATE TABLE keyless (v text, n int);
+      INSERT INTO keyless VALUES ('a', 1), ('a', 1), ('b', 2);
+      CREATE PUBLICATION pub_keyless FOR TABLE keyless WITH (publish = 'insert, truncate');`);
+    const copyPath = join(scratch.dir, 'keyless-copy.duckdb');
+    await replicate(db, { publication: 'pub_keyless', sink: { path: copyPath }, mode: 'copy' });
+    await expectEqualTables(db, copyPath, ['public.keyless']);
+
+    const path = join(scratch.dir, 'keyless.duckdb');
+    const source = () =>
+      new PostgresSource({
+        connection: db.options,
+        publication: 'pub_keyless',
+        slot: 'slot_keyless',
+        requireReplicaIdentity: false,
+      });
+    const refused = new Pipeline({
+      source: source(),
+      sink: new DuckDbSink({ path }),
+      mode: 'both',
+      endLsn: await currentLsn(db),
+    });
+    await expect(refused.run()).rejects.toMatchObject({
+      code: 'NO_REPLICA_IDENTITY',
+      hint: expect.stringMatching(/appendOnlyWithoutKey/),
+    });
+    await db.sql(
+      `INSERT INTO keyless VALUES ('c', 3), ('a', 1); TRUNCATE keyless; INSERT INTO keyless VALUES ('d', 4), ('d', 4);`,
+    );
+    const sink = new DuckDbSink({ path, appendOnlyWithoutKey: true });
+    await new Pipeline({
+      source: source(),
+      sink,
+      mode: 'both',
+      batchMaxDelayMs: 20,
+      endLsn: await currentLsn(db),
+    }).run();
+    await expectEqualTables(db, path, ['public.keyless']);
+  });
+
+  it('refuses values DuckDB cannot hold, naming the column, until the column is made VARCHAR', async () => {
+    await db.sql(`
+      CREATE TABLE odd (id int PRIMARY KEY, n numeric(6,2), grid int[]);
+      INSERT INTO odd VALUES (1, 1.5, '{1,2}');
+      CREATE PUBLICATION pub_odd FOR TABLE odd;`);
+    const path = join(scratch.dir, 'odd.duckdb');
+    await replicate(db, { publication: 'pub_odd', slot: 'slot_odd', sink: { path } });
+    await db.sql(`UPDATE odd SET n = 'NaN' WHERE id = 1`);
+    const nan = replicate(db, { publication: 'pub_odd', slot: 'slot_odd', sink: { path } });
+    await expect(nan).rejects.toMatchObject({
+      code: 'SINK_ERROR',
+      message: expect.stringMatching(/column "n" of "public"."odd" .*DECIMAL\(6,2\): NaN/),
+    });
+    await expect(nan).rejects.toMatchObject({ hint: expect.stringMatching(/VARCHAR/) });
+    // The way out the hint names: DuckDB keeps the Postgres text from then on.
+    const duck = await DuckDBInstance.create(path);
+    const connection = await duck.connect();
+    await connection.run('ALTER TABLE public.odd ALTER COLUMN n TYPE VARCHAR');
+    connection.closeSync();
+    duck.closeSync();
+    await replicate(db, { publication: 'pub_odd', slot: 'slot_odd', sink: { path } });
+    await expectEqualTables(db, path, ['public.odd']);
+
+    await db.sql(`UPDATE odd SET grid = '{{1,2},{3,4}}' WHERE id = 1`);
+    await expect(
+      replicate(db, { publication: 'pub_odd', slot: 'slot_odd', sink: { path } }),
+    ).rejects.toMatchObject({
+      code: 'SINK_ERROR',
+      message: expect.stringMatching(/column "grid" of "public"."odd".*multi-dimensional/),
+    });
   });
 });

