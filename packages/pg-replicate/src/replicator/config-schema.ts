@@ -86,7 +86,11 @@ const sourceSchema = z
       .min(1)
       .optional()
       .describe('`application_name` in `pg_stat_activity`. Default `pg-replicate:<name>`.'),
-    connectTimeoutMs: wholeNumber(100).default(10_000).describe('Give up connecting after this long.'),
+    connectTimeoutMs: wholeNumber(100)
+      .optional()
+      .describe(
+        'Give up connecting after this long. Default: `connect_timeout` in `url`, `PGCONNECT_TIMEOUT`, else 10 000.',
+      ),
     publication: z
       .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
       .describe('Publication(s) whose tables are replicated (a list: comma-separated in the environment).'),
@@ -131,6 +135,9 @@ const batchSchema = z
       .default(1_000)
       .describe('Longest a committed change waits before its batch is written.'),
     copyRows: wholeNumber(1).default(10_000).describe('Rows per backfill batch.'),
+    copyWorkers: wholeNumber(1)
+      .default(4)
+      .describe('Connections copying one big table at once, each a range of its pages, in one snapshot.'),
   })
   .prefault({})
   .describe('Batching.');
@@ -200,9 +207,14 @@ const monitorSchema = z
     intervalMs: wholeNumber(100)
       .default(15_000)
       .describe('How often the slot (retained WAL, lag in bytes) is read, on a connection of its own.'),
+    maxRetainedWalMb: wholeNumber(1)
+      .default(1024)
+      .describe(
+        'Log a warning (with the likely cause) when the slot keeps more WAL than this on the server.',
+      ),
   })
   .prefault({})
-  .describe('Slot monitoring for the metrics.');
+  .describe('Slot monitoring, for the metrics and the warnings.');
 
 /** The whole configuration file, validated. */
 export const replicatorConfigSchema = z.strictObject({

@@ -158,6 +158,11 @@ export class ReplicatorMetrics {
         this.#lagSeconds.set(0);
         this.#durableLsn.set(Number(event.lsn));
         return;
+      case 'slot':
+        // The pipeline's own look at the slot while streaming (the slot monitor looks always).
+        this.#retainedWal.set(event.retainedWalBytes);
+        this.#lagBytes.set(Math.max(0, event.lagBytes));
+        return;
     }
   }
 

@@ -111,6 +111,8 @@ export class ServiceStatus {
       case 'advanced':
         this.#durableLsn = event.lsn;
         return;
+      case 'slot':
+        return;
     }
   }
 
