@@ -194,6 +194,7 @@ describe('pg-replicate run', () => {
     const [line, ...rest] = service.logs();
     expect(rest).toEqual([]);
     expect(line!.level).toBe('fatal');
+    expect(line!.pipeline).toBe('Not-A-Slot');
     const issues = (line!['issues'] as { path: string; message: string; from?: string }[]).map(
       (issue) => `${issue.path}: ${issue.message}${issue.from ? ` (from ${issue.from})` : ''}`,
     );

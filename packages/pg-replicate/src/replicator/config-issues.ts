@@ -19,11 +19,14 @@ export interface ConfigIssue {
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   readonly issues: readonly ConfigIssue[];
+  /** The pipeline's name as far as it can be told (`name`, else the slot), for the log line. */
+  readonly pipeline: string | undefined;
 
-  constructor(issues: readonly ConfigIssue[], file: string | undefined) {
+  constructor(issues: readonly ConfigIssue[], file: string | undefined, pipeline?: string) {
     const count = issues.length === 1 ? '1 problem' : `${issues.length} problems`;
     super(`invalid configuration${file === undefined ? '' : ` in ${file}`} (${count})`);
     this.issues = issues;
+    this.pipeline = pipeline;
   }
 
   /** The message, then one line per issue. */

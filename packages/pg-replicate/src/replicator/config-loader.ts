@@ -75,7 +75,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
       issues.push(...describeIssue(issue, getAt(raw, issue.path.map(String)), fields, origins));
     }
   }
-  if (issues.length > 0 || !parsed.success) throw new ConfigError(issues, file);
+  if (issues.length > 0 || !parsed.success) throw new ConfigError(issues, file, guessName(raw));
 
   const data = parsed.data;
   const publications =
@@ -90,9 +90,15 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     // What only the merge with DATABASE_URL / PG* can tell: a malformed %-escape, a bad PGSSLMODE…
     if (!isPgReplicateError(error, 'INVALID_ARGUMENT')) throw error;
     const hint = error.hint ? ` — ${error.hint}` : '';
-    throw new ConfigError([{ path: 'source', message: `${error.message}${hint}` }], file);
+    throw new ConfigError([{ path: 'source', message: `${error.message}${hint}` }], file, name);
   }
   return { config, connection, file, secrets: secretsOf(data.source, connection, env), warnings };
+}
+
+/** `name`, else the slot, if either is text: what the log line of a rejected config is about. */
+function guessName(raw: Raw): string | undefined {
+  const guess = getAt(raw, ['name']) ?? getAt(raw, ['source', 'slot']);
+  return typeof guess === 'string' ? guess.slice(0, 63) : undefined;
 }
 
 /** The connection settings of the config, in the library's terms. */

@@ -67,7 +67,7 @@ async function runCommand(options: RunOptions): Promise<ExitCode> {
     const logger = createLogger({
       level: 'info',
       format: format === 'json' || format === 'pretty' ? format : 'auto',
-      pipeline: process.env[`${ENV_PREFIX}NAME`] ?? 'unknown',
+      pipeline: error.pipeline ?? 'unknown',
     });
     logger.fatal({ issues: error.issues }, error.describe());
     return EXIT.CONFIG_INVALID;
