@@ -10,6 +10,8 @@ import { isPgReplicateError, PgReplicateError } from '../errors.js';
 import { formatLsn } from '../lsn.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStats } from '../pipeline/progress.js';
+import { classifyFailure } from '../replicator/error-policy.js';
+import { backoffDelay } from '../replicator/supervisor.js';
 import { replicationSlot, serverInfo } from '../source/catalog.js';
 import { PostgresSource } from '../source/postgres-source.js';
 import { buildProgram, type CliOptions, connectionInput } from './program.js';
@@ -45,12 +47,7 @@ async function handle(
   try {
     connection = resolveConnection(connectionInput(options));
     if (command === 'drop') return await drop(connection, args.slot!, options, reporter);
-    const sink = await createSink({
-      sink: options.sink ?? 'stdout',
-      stateFile: options.stateFile,
-      duckdbPath: options.duckdbPath,
-    });
-    const source = new PostgresSource({ connection, publication: args.publication!, slot: args.slot });
+    const mode = command;
     const controller = new AbortController();
     const stop = () => {
       if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED);
@@ -60,26 +57,42 @@ async function handle(
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
     try {
-      const pipeline = new Pipeline({
-        source,
-        sink,
-        mode: command,
-        batchMaxRows: options.batchMaxRows,
-        batchMaxDelayMs: options.batchMaxDelay,
-        copyBatchRows: options.copyBatchRows,
-        copyWorkers: options.copyWorkers,
-        endLsn: options.endLsn,
-        heartbeatIntervalMs: options.heartbeat === undefined ? undefined : options.heartbeat * 1000,
-        maxRetainedWalBytes:
-          options.maxRetainedWal === undefined ? undefined : options.maxRetainedWal * 2 ** 20,
-        signal: controller.signal,
-        onProgress: reporter.onProgress,
-        logger: reporter,
-      });
-      const result = await pipeline.run();
-      reporter.finish();
-      summarize(result.stats, result.stopped, reporter);
-      return EXIT_OK;
+      // Fail fast on anything found before streaming starts (bad settings stay bad); once the
+      // pipeline has streamed, a transient failure (server restart, lost connection) is retried
+      // with backoff from the sink's durable state.
+      let streamed = false;
+      for (let retry = 1; ; retry++) {
+        const started = performance.now();
+        try {
+          const result = await runOnce(mode, args, options, connection, reporter, controller.signal, () => {
+            streamed = true;
+          });
+          reporter.finish();
+          summarize(result.stats, result.stopped, reporter);
+          return EXIT_OK;
+        } catch (error) {
+          const failure = classifyFailure(error);
+          if (
+            !streamed ||
+            options.retry === false ||
+            failure.kind !== 'transient' ||
+            controller.signal.aborted
+          ) {
+            throw error;
+          }
+          // A long healthy run earns a fresh backoff.
+          if (performance.now() - started > CLI_RETRY.resetAfterMs) retry = 1;
+          const delay = backoffDelay(retry, CLI_RETRY);
+          reporter.warn(
+            `${redact(failure.message, connection.password)} — retrying in ${(delay / 1000).toFixed(1)} s (attempt ${retry}; --no-retry to stop instead)`,
+          );
+          await sleep(delay, controller.signal);
+          if (controller.signal.aborted) {
+            reporter.info('stopped; run the same command to resume');
+            return EXIT_OK;
+          }
+        }
+      }
     } finally {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
@@ -93,6 +106,64 @@ async function handle(
       ? EXIT_USAGE
       : EXIT_FAILED;
   }
+}
+
+/** Backoff of the CLI's retries after a mid-stream failure: 1 s doubling up to 30 s, jittered. */
+const CLI_RETRY = {
+  maxAttempts: 0,
+  initialDelayMs: 1000,
+  maxDelayMs: 30_000,
+  multiplier: 2,
+  resetAfterMs: 60_000,
+};
+
+/** One run of the pipeline with a new source and sink (a retry must not reuse closed ones). */
+async function runOnce(
+  command: 'cdc' | 'copy' | 'both',
+  args: { publication?: string; slot?: string },
+  options: CliOptions,
+  connection: ConnectionOptions,
+  reporter: ProgressReporter,
+  signal: AbortSignal,
+  onStreaming: () => void,
+) {
+  const sink = await createSink({
+    sink: options.sink ?? 'stdout',
+    stateFile: options.stateFile,
+    duckdbPath: options.duckdbPath,
+  });
+  const source = new PostgresSource({ connection, publication: args.publication!, slot: args.slot });
+  const pipeline = new Pipeline({
+    source,
+    sink,
+    mode: command,
+    batchMaxRows: options.batchMaxRows,
+    batchMaxDelayMs: options.batchMaxDelay,
+    copyBatchRows: options.copyBatchRows,
+    copyWorkers: options.copyWorkers,
+    endLsn: options.endLsn,
+    heartbeatIntervalMs: options.heartbeat === undefined ? undefined : options.heartbeat * 1000,
+    maxRetainedWalBytes: options.maxRetainedWal === undefined ? undefined : options.maxRetainedWal * 2 ** 20,
+    signal,
+    onProgress: (event) => {
+      if (event.type === 'streaming') onStreaming();
+      reporter.onProgress(event);
+    },
+    logger: reporter,
+  });
+  return pipeline.run();
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
 }
 
 function summarize(stats: PipelineStats, stopped: boolean, reporter: ProgressReporter): void {

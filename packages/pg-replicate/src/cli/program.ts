@@ -30,6 +30,8 @@ export interface CliOptions {
   endLsn?: bigint;
   heartbeat?: number;
   maxRetainedWal?: number;
+  /** False with --no-retry. */
+  retry?: boolean;
   quiet?: boolean;
   verbose?: boolean;
   yes?: boolean;
@@ -141,6 +143,7 @@ export function buildProgram(handler: CommandHandler): Command {
       'warn when the slot keeps more WAL than this from being recycled (default 1024)',
       integer('--max-retained-wal', 1),
     )
+    .option('--no-retry', 'exit on a lost connection instead of reconnecting with backoff once streaming')
     .option('-q, --quiet', 'only warnings and errors on stderr')
     .option('-v, --verbose', 'more detail on stderr');
 
