@@ -3,16 +3,14 @@
  * sink's durable position, and nothing is lost or printed twice. A cluster of its own, since the
  * test stops the server.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TestCluster } from '@pg-replicate/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCli } from './cli-process.js';
 import { waitFor } from './helpers.js';
 
-const BIN = fileURLToPath(new URL('../bin/pg-replicate.js', import.meta.url));
 let cluster: TestCluster;
 
 beforeAll(async () => {
@@ -37,28 +35,23 @@ describe('pg-replicate after a server restart', () => {
       'pub',
       'slot',
     ];
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    const lines = () => stdout.split('\n').filter((l) => l !== '');
-    await waitFor(() => stderr.includes('streaming from slot'), 20_000, 'streaming');
+    const running = startCli(args);
+    const lines = () =>
+      running
+        .stdout()
+        .split('\n')
+        .filter((l) => l !== '');
+    await waitFor(() => running.stderr().includes('streaming from slot'), 20_000, 'streaming');
     await cluster.query(`INSERT INTO events SELECT g, 'before' FROM generate_series(1, 100) g`);
     await waitFor(() => lines().length === 100, 20_000, 'the first rows');
 
     await cluster.restart();
     await cluster.query(`INSERT INTO events SELECT g, 'after' FROM generate_series(101, 200) g`);
     await waitFor(() => lines().length >= 200, 60_000, 'the rows written after the restart');
-    expect(stderr).toMatch(/retrying in \d+\.\d s \(attempt 1/);
+    expect(running.stderr()).toMatch(/retrying in \d+\.\d s \(attempt 1/);
 
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toBe(0);
     const ids = lines().map((line) => Number((JSON.parse(line) as { new: { id: number } }).new.id));
     expect(ids).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
   });

@@ -2,45 +2,9 @@
  * The CLI as users run it: a separate process (the built bin), real Postgres, stdout parsed.
  * `npm test` builds first, so `bin/pg-replicate.js` runs the current `dist/`.
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli as cli, startCli } from './cli-process.js';
 import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
-
-const BIN = fileURLToPath(new URL('../bin/pg-replicate.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  lines: Record<string, unknown>[];
-}
-
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const lines = stdout.startsWith('{')
-        ? stdout
-            .split('\n')
-            .filter((line) => line !== '')
-            .map((line) => JSON.parse(line) as Record<string, unknown>)
-        : [];
-      resolve({ code, stdout, stderr, lines });
-    });
-  });
-}
 
 let db: TestDatabase;
 let flags: string[];
@@ -216,23 +180,14 @@ describe('pg-replicate CLI', () => {
       'sigterm_slot',
     ];
     expect((await cli([...args, '--end-lsn', await currentLsn()])).code).toBe(0);
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    await waitFor(() => stderr.includes('streaming from slot'), 20_000, 'the CLI to stream');
+    const running = startCli(args);
+    await waitFor(() => running.stderr().includes('streaming from slot'), 20_000, 'the CLI to stream');
     await db.sql(`INSERT INTO golden (id, s) VALUES (2001, 'a'), (2002, 'b')`);
-    await waitFor(() => stdout.split('\n').length > 2, 20_000, 'two lines on stdout');
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    expect(stderr).toMatch(/stopping/);
-    expect(stderr).toMatch(/stopped; run the same command to resume/);
+    await waitFor(() => running.lines().length === 2, 20_000, 'two lines on stdout');
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toBe(0);
+    expect(running.stderr()).toMatch(/stopping/);
+    expect(running.stderr()).toMatch(/stopped; run the same command to resume/);
     await db.sql(`INSERT INTO golden (id, s) VALUES (2003, 'c')`);
     const next = await cli([...args, '--end-lsn', await currentLsn()]);
     expect(next.code).toBe(0);
