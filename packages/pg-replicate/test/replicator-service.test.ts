@@ -4,6 +4,7 @@
  * resuming without loss (the sink's lines replayed equal the tables), permanent failures and
  * invalid configurations with their own exit codes, and no secret in any output.
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '@pg-replicate/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,7 +65,13 @@ describe('pg-replicate run', () => {
     const port = await freePort();
     const stdoutFile = join(dir, 'sink.jsonl');
     const args = ['--config', writeConfig(dir, config(port))];
-    const env = { PG_REPLICATE_SOURCE_PASSWORD: PASSWORD };
+    // A process warning (as pg prints deprecations) on SIGTERM: it must become a JSON log line.
+    const preload = join(dir, 'warn-on-sigterm.cjs');
+    writeFileSync(
+      preload,
+      `process.prependListener('SIGTERM', () => process.emitWarning('test warning', 'DeprecationWarning', 'DEP_TEST'));\n`,
+    );
+    const env = { PG_REPLICATE_SOURCE_PASSWORD: PASSWORD, NODE_OPTIONS: `--require ${preload}` };
 
     const first = startService({ args, env, port, stdoutFile });
     expect((await until(() => first.get('/healthz').catch(() => null), '/healthz')).status).toBe(200);
@@ -123,7 +130,13 @@ describe('pg-replicate run', () => {
     expect(await first.stop('SIGTERM')).toBe(0);
     const logs = first.logs();
     expect(logs.every((line) => line.pipeline === 'svc_slot')).toBe(true);
-    expect(logs.at(-1)!.msg).toMatch(/^stopped; durable up to \d+\/[0-9A-F]+; start again to resume$/);
+    expect(logs.find((line) => line.msg === 'test warning')).toMatchObject({
+      level: 'warn',
+      warning: { name: 'DeprecationWarning', code: 'DEP_TEST' },
+    });
+    expect(logs.map((line) => line.msg)).toContainEqual(
+      expect.stringMatching(/^stopped; durable up to \d+\/[0-9A-F]+; start again to resume$/),
+    );
     expect(first.stderr()).not.toContain(PASSWORD);
 
     // While it is down: more changes. The next run must pick them up, and copy nothing again.

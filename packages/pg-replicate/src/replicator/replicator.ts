@@ -184,8 +184,8 @@ export class Replicator {
       copyBatchRows: config.batch.copyRows,
       copyWorkers: config.batch.copyWorkers,
       heartbeatIntervalMs: config.heartbeat.intervalMs,
+      // The pipeline's own slot check (warnings) keeps its 30 s: the gauges come from our monitor.
       maxRetainedWalBytes: config.monitor.maxRetainedWalMb * 1024 * 1024,
-      slotCheckIntervalMs: config.monitor.intervalMs,
       signal,
       onProgress: (event) => this.#onProgress(event),
       logger: pipelineLogger(this.logger),

@@ -119,6 +119,15 @@ async function serve(loaded: LoadedConfig): Promise<ExitCode> {
     );
     process.exit(EXIT.UNEXPECTED);
   };
+  // Node prints its own warnings (deprecations…) as plain text on stderr: route them into the
+  // structured log instead, so that every line on stderr stays one JSON object.
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => {
+    logger.warn(
+      { warning: { name: warning.name, code: (warning as NodeJS.ErrnoException).code } },
+      warning.message,
+    );
+  });
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   process.on('uncaughtException', onCrash);
