@@ -229,6 +229,26 @@ describe('pg-replicate run', () => {
     expect(line!.msg).toContain('(13 problems)');
   });
 
+  it('in copy mode, backfills once and exits 0', async () => {
+    const port = await freePort();
+    const service = startService({
+      args: ['--config', writeConfig(dir, config(port), 'copy.yaml')],
+      env: {
+        PG_REPLICATE_SOURCE_PASSWORD: PASSWORD,
+        PG_REPLICATE_MODE: 'copy',
+        PG_REPLICATE_SINK_TYPE: 'null',
+      },
+      port,
+      stdoutFile: join(dir, 'copy.jsonl'),
+    });
+    expect(await service.exited).toBe(0);
+    const copied = service
+      .logs()
+      .filter((line) => /^copied "public"\."(items|notes)": \d+ rows/.test(line.msg));
+    expect(copied).toHaveLength(2);
+    expect(service.logs().at(-1)!.msg).toBe('finished');
+  });
+
   it('gives up with exit 5 after retry.maxAttempts transient failures in a row', async () => {
     const port = await freePort();
     const nobody = await freePort();
