@@ -5,12 +5,16 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { defaultPostgresVersion } from '@pg-replicate/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgReplicateError } from '../src/errors.js';
+import { parseLsn } from '../src/lsn.js';
 import { ReplicationConnection } from '../src/protocol/replication-connection.js';
 import type { ReplicationStream } from '../src/protocol/replication-stream.js';
 import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
 
+/** PG 18 no longer fails decoding when a publication is missing: it warns and skips it. */
+const PG_18 = defaultPostgresVersion() >= 18;
 const BIN = fileURLToPath(new URL('../bin/pg-replicate.js', import.meta.url));
 let db: TestDatabase;
 const open: ReplicationConnection[] = [];
@@ -56,13 +60,39 @@ async function firstError(stream: ReplicationStream): Promise<string> {
 }
 
 describe('errors while streaming', () => {
-  it('the publication is dropped: the next change names it', async () => {
+  it.skipIf(PG_18)('the publication is dropped: the next change names it', async () => {
     const stream = await streaming('s_pub', 'pub_a');
     await db.sql('DROP PUBLICATION pub_a');
     await db.sql('INSERT INTO items VALUES (1)');
     expect(await firstError(stream)).toMatch(
       /^publication "pub_a" does not exist — create it with: CREATE PUBLICATION .* \[PUBLICATION_NOT_FOUND\]$/,
     );
+    // Recreating it does not help this slot: it decodes the WAL after the drop with the catalog of
+    // that time, in which the publication does not exist (PG 18 skips it with a warning instead).
+    await db.sql('CREATE PUBLICATION pub_a FOR TABLE items');
+    const again = await ReplicationConnection.open(db.options);
+    open.push(again);
+    const retry = again.startReplication('s_pub', 0n, { publications: ['pub_a'] });
+    expect(await firstError(retry)).toMatch(
+      /^publication "pub_a" does not exist .*\[PUBLICATION_NOT_FOUND\]$/,
+    );
+  });
+
+  it.runIf(PG_18)('PG 18 skips a dropped publication silently: no error, and no change', async () => {
+    const stream = await streaming('s_pub18', 'pub_a');
+    await db.sql('DROP PUBLICATION pub_a');
+    await db.sql('INSERT INTO items VALUES (18)');
+    const [{ lsn }] = (await db.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')) as [
+      { lsn: string },
+    ];
+    const end = parseLsn(lsn);
+    const tags: string[] = [];
+    while (stream.receivedLsn < end) {
+      for (const event of (await stream.next()) ?? [])
+        if (event.type === 'xlog') tags.push(event.message.tag);
+    }
+    // Nothing to map: the pipeline must notice the missing publication itself (see the report).
+    expect(tags).not.toContain('insert');
   });
 
   it('the walsender is terminated and the slot dropped: connection lost, then slot not found', async () => {
@@ -98,30 +128,33 @@ describe('errors while streaming', () => {
     );
   });
 
-  it('a running CLI stops with one line and exit 1 when its publication is dropped', async () => {
-    await db.sql('CREATE PUBLICATION cli_pub FOR TABLE items');
-    const o = db.options;
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        ...['--db-host', o.host, '--db-port', String(o.port), '--db-name', o.database],
-        ...['--db-username', o.user, '--db-password', o.password ?? '', '--sslmode', 'disable'],
-        ...['--sink', 'null', 'cdc', 'cli_pub', 'cli_slot'],
-      ],
-      { env: { PATH: process.env['PATH'] ?? '' } },
-    );
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
-    await waitFor(() => stderr.includes('streaming from slot'), 10_000, 'the CLI to stream');
-    await db.sql('DROP PUBLICATION cli_pub');
-    await db.sql('INSERT INTO items VALUES (2)');
-    expect(await exit).toBe(1);
-    expect(stderr.split('\n').filter((line) => line.includes('error'))).toEqual([
-      'pg-replicate: error: publication "cli_pub" does not exist — create it with: CREATE PUBLICATION <name> FOR TABLE …; (or FOR ALL TABLES) [PUBLICATION_NOT_FOUND]',
-    ]);
-  });
+  it.skipIf(PG_18)(
+    'a running CLI stops with one line and exit 1 when its publication is dropped',
+    async () => {
+      await db.sql('CREATE PUBLICATION cli_pub FOR TABLE items');
+      const o = db.options;
+      const child = spawn(
+        process.execPath,
+        [
+          BIN,
+          ...['--db-host', o.host, '--db-port', String(o.port), '--db-name', o.database],
+          ...['--db-username', o.user, '--db-password', o.password ?? '', '--sslmode', 'disable'],
+          ...['--sink', 'null', 'cdc', 'cli_pub', 'cli_slot'],
+        ],
+        { env: { PATH: process.env['PATH'] ?? '' } },
+      );
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
+      await waitFor(() => stderr.includes('streaming from slot'), 10_000, 'the CLI to stream');
+      await db.sql('DROP PUBLICATION cli_pub');
+      await db.sql('INSERT INTO items VALUES (2)');
+      expect(await exit).toBe(1);
+      expect(stderr.split('\n').filter((line) => line.includes('error'))).toEqual([
+        'pg-replicate: error: publication "cli_pub" does not exist — create it with: CREATE PUBLICATION <name> FOR TABLE …; (or FOR ALL TABLES) [PUBLICATION_NOT_FOUND]',
+      ]);
+    },
+  );
 });

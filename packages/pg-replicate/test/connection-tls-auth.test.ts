@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestCluster } from '@pg-replicate/testkit';
+import { defaultPostgresVersion, TestCluster } from '@pg-replicate/testkit';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connect } from '../src/connection/connect.js';
@@ -115,12 +115,20 @@ function options(input: ConnectionInput) {
   );
 }
 
-/** Connects, and reports how: `system_user` is `<auth method>:<user>` (PG 16+), plus TLS in use. */
+/** `system_user` (`<auth method>:<user>`) exists from PG 16; before, only the user is known. */
+const SYSTEM_USER = defaultPostgresVersion() >= 16 ? 'system_user' : "'?:' || current_user";
+
+/** What {@link session} reports for `<method>:<user>` on this server version. */
+function method(how: string): string {
+  return SYSTEM_USER === 'system_user' ? how : how.replace(/^[^:]+/, '?');
+}
+
+/** Connects, and reports how: the authentication method and user, and whether TLS is in use. */
 async function session(input: ConnectionInput): Promise<{ systemUser: string; ssl: boolean }> {
   const client = await connect(options(input));
   try {
     const { rows } = await client.query<{ system_user: string; ssl: string }>(
-      'SELECT system_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+      `SELECT ${SYSTEM_USER} AS system_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`,
     );
     return { systemUser: rows[0]!.system_user, ssl: rows[0]!.ssl === 't' };
   } finally {
@@ -147,7 +155,7 @@ describe('authentication', () => {
     ['md5_user', 'md5:md5_user'],
     ['pw_user', 'password:pw_user'],
   ])('%s authenticates with its method, on ordinary and replication connections', async (user, how) => {
-    expect(await session({ user, sslmode: 'disable' })).toEqual({ systemUser: how, ssl: false });
+    expect(await session({ user, sslmode: 'disable' })).toEqual({ systemUser: method(how), ssl: false });
     const replication = await ReplicationConnection.open(options({ user, sslmode: 'disable' }));
     await replication.close();
   });
@@ -179,7 +187,7 @@ describe('sslmode', () => {
   ])('%j connects (TLS: %s)', async (input, ssl) => {
     const sslrootcert = input.sslrootcert === 'ca' ? certs.ca : undefined;
     expect(await session({ user: 'scram_user', ...input, sslrootcert })).toEqual({
-      systemUser: 'scram-sha-256:scram_user',
+      systemUser: method('scram-sha-256:scram_user'),
       ssl,
     });
   });
