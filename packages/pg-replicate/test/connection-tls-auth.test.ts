@@ -214,6 +214,11 @@ describe('sslmode', () => {
       /^the server certificate at 127\.0\.0\.1:\d+ cannot be verified .* \[TLS_ERROR\]$/,
     ],
     [
+      'an sslrootcert file that does not exist',
+      { sslmode: 'verify-full', sslrootcert: '/nonexistent/root.crt' },
+      /^cannot read sslrootcert file \/nonexistent\/root\.crt \(ENOENT: no such file or directory, open '\/nonexistent\/root\.crt'\) — point sslrootcert at a readable PEM file \[INVALID_ARGUMENT\]$/,
+    ],
+    [
       'a user pg_hba admits only over TLS, with sslmode=disable',
       { user: 'ssl_only', sslmode: 'disable' },
       /^the server rejected ssl_only@127\.0\.0\.1:\d+\/postgres \(pg_hba\.conf rejects connection for host "127\.0\.0\.1", user "ssl_only", database "postgres", no encryption\) — if pg_hba\.conf admits this user only over TLS \(hostssl\), connect with sslmode=require \(better: verify-full with sslrootcert\); otherwise add a line like "host postgres ssl_only 127\.0\.0\.1\/32 scram-sha-256" to pg_hba\.conf \(above any line that rejects it\), then SELECT pg_reload_conf\(\); \[AUTHENTICATION_FAILED\]$/,
@@ -234,7 +239,8 @@ describe('sslmode', () => {
       /^the server asks scram_user@127\.0\.0\.1:\d+\/postgres for a password, and none was given — set PGPASSWORD, --db-password or the password in the URL \(or add it to ~\/\.pgpass\) \[AUTHENTICATION_FAILED\]$/,
     ],
   ])('%s', async (_name, input, line) => {
-    const sslrootcert = { ca: certs.ca, other: certs.otherCa }[input.sslrootcert ?? ''];
+    const named = { ca: certs.ca, other: certs.otherCa }[input.sslrootcert ?? ''];
+    const sslrootcert = named ?? input.sslrootcert;
     expect(await failure({ user: 'scram_user', ...input, sslrootcert })).toMatch(line);
   });
 
