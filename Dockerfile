@@ -10,11 +10,13 @@ ARG NODE_VERSION=20
 
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /app
-# Manifests first, so the dependency layer stays cached until they change. npm ci needs every
-# workspace's package.json; only the two shipped packages (and the root's TypeScript) are installed.
+# Manifests first, so the dependency layer stays cached until they change. Every workspace's
+# package.json matches the lockfile; only the two shipped packages (and the root's TypeScript) are
+# installed.
 COPY package.json package-lock.json tsconfig.base.json ./
 COPY packages/pg-replicate/package.json packages/pg-replicate/
 COPY packages/duckdb/package.json packages/duckdb/
+COPY packages/bigquery/package.json packages/bigquery/
 COPY packages/testkit/package.json packages/testkit/
 COPY packages/tools/package.json packages/tools/
 RUN npm ci --no-audit --no-fund --ignore-scripts --include-workspace-root \

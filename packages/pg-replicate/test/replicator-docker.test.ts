@@ -116,6 +116,8 @@ describe('Dockerfile', () => {
       (path) => (JSON.parse(readFileSync(join(ROOT, path, 'package.json'), 'utf8')) as { name: string }).name,
     );
     for (const match of dockerfile.matchAll(/--workspace (\S+)/g)) expect(names_).toContain(match[1]);
+    // Every workspace's manifest is in the build stage, so npm ci sees the project the lockfile describes.
+    for (const path of workspaces) expect(dockerfile).toContain(`COPY ${path}/package.json ${path}/\n`);
   });
 
   it('has a health check command that passes on a live /healthz and fails otherwise', async () => {
