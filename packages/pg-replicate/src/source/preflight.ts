@@ -23,8 +23,10 @@ import {
 /** Oldest server we support (pgoutput protocol 2, streaming, messages, binary). */
 export const MIN_SERVER_VERSION = 140000;
 
+/** `copy`: backfill only; `cdc`: stream from a slot; `both`: backfill consistently, then stream. */
 export type ReplicationMode = 'copy' | 'cdc' | 'both';
 
+/** What to check: the mode decides which checks apply (copy needs no slot nor logical WAL). */
 export interface PreflightOptions {
   mode: ReplicationMode;
   publications: readonly string[];
@@ -37,6 +39,7 @@ export interface PreflightOptions {
   requireReplicaIdentity?: boolean;
 }
 
+/** What the checks found, kept so that the pipeline does not ask the catalog again. */
 export interface PreflightResult {
   server: ServerInfo;
   tables: PublishedTable[];
