@@ -21,6 +21,7 @@ const SESSION_SETTINGS =
 /** pg's type parsers would turn timestamps into millisecond Dates; we want the server's text. */
 const RAW_TEXT_TYPES = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
 
+/** How to open a connection, beyond where to (see {@link ConnectionOptions}). */
 export interface ConnectOptions {
   /** Open a walsender connection (`replication=database`) instead of a regular backend. */
   replication?: boolean;

@@ -6,9 +6,11 @@
 import { userInfo } from 'node:os';
 import { PgReplicateError } from '../errors.js';
 
+/** libpq's `sslmode` values, weakest first. */
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
 
+/** Everything needed to connect, resolved; `password` must never be logged (use {@link describeConnection}). */
 export interface ConnectionOptions {
   host: string;
   port: number;
@@ -26,6 +28,7 @@ export interface ConnectionOptions {
   connectTimeoutMs: number;
 }
 
+/** What callers may give; unset fields come from the URL, the environment and libpq defaults. */
 export type ConnectionInput = Partial<ConnectionOptions> & {
   /** `postgres://user:password@host:port/database?sslmode=…`; fields given separately win. */
   url?: string | undefined;
