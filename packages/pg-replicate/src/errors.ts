@@ -46,14 +46,19 @@ export type ErrorCode =
   // lifecycle
   | 'ABORTED';
 
-/** Failures that go away by themselves (network, restarts): a supervisor may retry them. */
+/**
+ * Failures that go away by themselves (network, restarts, another process letting go of a slot, a
+ * sender or a file): a supervisor may retry them. Keep in step with `replicator/error-policy.ts`.
+ */
 const TRANSIENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'HOST_UNREACHABLE',
   'CONNECTION_TIMEOUT',
   'CONNECTION_LOST',
   'TOO_MANY_CONNECTIONS',
   'SLOT_IN_USE',
+  'WAL_SENDERS_EXHAUSTED',
   'SINK_UNAVAILABLE',
+  'SINK_LOCKED',
   'SERVER_ERROR',
 ]);
 

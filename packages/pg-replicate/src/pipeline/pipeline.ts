@@ -137,7 +137,7 @@ export class Pipeline {
         await loop.run();
         await stream.stop();
       } finally {
-        monitor.stop();
+        await monitor.stop();
         stream.dispose();
         this.stats.streamMs += performance.now() - started;
       }

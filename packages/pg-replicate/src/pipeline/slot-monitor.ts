@@ -23,6 +23,7 @@ export class SlotMonitor {
   readonly #source: PostgresSource;
   readonly #options: SlotMonitorOptions;
   #timer: NodeJS.Timeout | null = null;
+  #checking: Promise<unknown> | null = null;
   #warnedSize = false;
   #warnedStatus: string | null = null;
 
@@ -32,13 +33,20 @@ export class SlotMonitor {
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.check(), this.#options.intervalMs);
+    this.#timer = setInterval(() => {
+      // One look at a time; a slow catalog query must not pile up checks.
+      this.#checking ??= this.check().finally(() => {
+        this.#checking = null;
+      });
+    }, this.#options.intervalMs);
     this.#timer.unref();
   }
 
-  stop(): void {
+  /** Stops looking; resolves once a look in progress is over (nothing runs after the pipeline). */
+  async stop(): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
+    await this.#checking;
   }
 
   /** One look at the slot; never throws (a failed look is a warning, not a pipeline failure). */

@@ -58,6 +58,7 @@ export class PostgresSource {
   readonly types = new TypeRegistry();
   readonly #options: PostgresSourceOptions;
   #control: pg.Client | null = null;
+  #controlQueue: Promise<void> = Promise.resolve();
   #replication: ReplicationConnection | null = null;
   #preflight: PreflightResult | null = null;
 
@@ -105,12 +106,15 @@ export class PostgresSource {
 
   async refreshSlot(): Promise<SlotInfo | null> {
     const result = this.#requirePreflight();
-    result.slot = await replicationSlot(this.#controlClient(), this.#requireSlot(), result.server.versionNum);
+    const slot = this.#requireSlot();
+    result.slot = await this.#withControl((client) =>
+      replicationSlot(client, slot, result.server.versionNum),
+    );
     return result.slot;
   }
 
   async currentWalLsn(): Promise<Lsn> {
-    return currentWalLsn(this.#controlClient());
+    return this.#withControl((client) => currentWalLsn(client));
   }
 
   /**
@@ -185,9 +189,11 @@ export class PostgresSource {
     minPages = 1024,
   ): Promise<(string | undefined)[]> {
     if (maxChunks <= 1 || table.kind === 'p') return [undefined];
-    const result = await this.#controlClient().query<{ pages: string }>(
-      `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages`,
-      [table.relationId],
+    const result = await this.#withControl((client) =>
+      client.query<{ pages: string }>(
+        `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages`,
+        [table.relationId],
+      ),
     );
     const pages = Number(result.rows[0]!.pages);
     const count = Math.min(maxChunks, Math.floor(pages / minPages));
@@ -257,15 +263,17 @@ export class PostgresSource {
     );
     const typeNames = new Map<string, string>();
     if (unknownTypes.length > 0) {
-      await this.types.load(
-        this.#controlClient(),
-        unknownTypes.map((c) => c.typeOid),
-      );
-      const result = await this.#controlClient().query<{ i: string; name: string }>(
-        `SELECT t.i::text AS i, format_type(t.oid, t.typmod) AS name
-           FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS t(oid, typmod, i)`,
-        [unknownTypes.map((c) => c.typeOid), unknownTypes.map((c) => c.typeMod)],
-      );
+      const result = await this.#withControl(async (client) => {
+        await this.types.load(
+          client,
+          unknownTypes.map((c) => c.typeOid),
+        );
+        return client.query<{ i: string; name: string }>(
+          `SELECT t.i::text AS i, format_type(t.oid, t.typmod) AS name
+             FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS t(oid, typmod, i)`,
+          [unknownTypes.map((c) => c.typeOid), unknownTypes.map((c) => c.typeMod)],
+        );
+      });
       for (const row of result.rows) typeNames.set(unknownTypes[Number(row.i) - 1]!.name, row.name);
     }
     const columns: ColumnSchema[] = relation.columns.map((column) => {
@@ -294,7 +302,9 @@ export class PostgresSource {
 
   /** Emits a non-transactional logical message, so an idle slot has something to confirm. */
   async heartbeat(): Promise<void> {
-    await this.#controlClient().query(`SELECT pg_logical_emit_message(false, 'pg-replicate', 'heartbeat')`);
+    await this.#withControl((client) =>
+      client.query(`SELECT pg_logical_emit_message(false, 'pg-replicate', 'heartbeat')`),
+    );
   }
 
   async close(): Promise<void> {
@@ -318,9 +328,20 @@ export class PostgresSource {
     return replication.createSlot(name, { temporary, snapshot });
   }
 
-  #controlClient(): pg.Client {
-    if (this.#control === null) throw new Error('PostgresSource.open() has not been called');
-    return this.#control;
+  /**
+   * Runs `work` on the control connection once the work queued before it is done. The pipeline, the
+   * slot monitor and heartbeats share this connection; pg deprecates overlapping queries on one
+   * client, and serializing them keeps each caller's queries together.
+   */
+  #withControl<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+    const control = this.#control;
+    if (control === null) return Promise.reject(new Error('PostgresSource.open() has not been called'));
+    const run = this.#controlQueue.then(() => work(control));
+    this.#controlQueue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 
   #requirePreflight(): PreflightResult {
