@@ -3,19 +3,17 @@
  * each must surface from the first `next()` after it as one actionable PgReplicateError, and as
  * one line and a non-zero exit from a running CLI.
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { defaultPostgresVersion } from '@pg-replicate/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgReplicateError } from '../src/errors.js';
 import { parseLsn } from '../src/lsn.js';
 import { ReplicationConnection } from '../src/protocol/replication-connection.js';
 import type { ReplicationStream } from '../src/protocol/replication-stream.js';
+import { startCli } from './cli-process.js';
 import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
 
 /** PG 18 no longer fails decoding when a publication is missing: it warns and skips it. */
 const PG_18 = defaultPostgresVersion() >= 18;
-const BIN = fileURLToPath(new URL('../bin/pg-replicate.js', import.meta.url));
 let db: TestDatabase;
 const open: ReplicationConnection[] = [];
 
@@ -133,26 +131,21 @@ describe('errors while streaming', () => {
     async () => {
       await db.sql('CREATE PUBLICATION cli_pub FOR TABLE items');
       const o = db.options;
-      const child = spawn(
-        process.execPath,
-        [
-          BIN,
-          ...['--db-host', o.host, '--db-port', String(o.port), '--db-name', o.database],
-          ...['--db-username', o.user, '--db-password', o.password ?? '', '--sslmode', 'disable'],
-          ...['--sink', 'null', 'cdc', 'cli_pub', 'cli_slot'],
-        ],
-        { env: { PATH: process.env['PATH'] ?? '' } },
-      );
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-      });
-      const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
-      await waitFor(() => stderr.includes('streaming from slot'), 10_000, 'the CLI to stream');
+      const cli = startCli([
+        ...['--db-host', o.host, '--db-port', String(o.port), '--db-name', o.database],
+        ...['--db-username', o.user, '--db-password', o.password ?? '', '--sslmode', 'disable'],
+        ...['--sink', 'null', 'cdc', 'cli_pub', 'cli_slot'],
+      ]);
+      await waitFor(() => cli.stderr().includes('streaming from slot'), 10_000, 'the CLI to stream');
       await db.sql('DROP PUBLICATION cli_pub');
       await db.sql('INSERT INTO items VALUES (2)');
-      expect(await exit).toBe(1);
-      expect(stderr.split('\n').filter((line) => line.includes('error'))).toEqual([
+      expect(await cli.exited).toBe(1);
+      expect(
+        cli
+          .stderr()
+          .split('\n')
+          .filter((line) => line.includes('error')),
+      ).toEqual([
         'pg-replicate: error: publication "cli_pub" does not exist — create it with: CREATE PUBLICATION <name> FOR TABLE …; (or FOR ALL TABLES) [PUBLICATION_NOT_FOUND]',
       ]);
     },

@@ -3,11 +3,9 @@
  * Postgres. Each must print one actionable line (what is wrong and the exact fix), exit non-zero,
  * print no stack trace and no password, and leave the sink (stdout and its state file) untouched.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { defaultPostgresVersion, TestCluster } from '@pg-replicate/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,27 +15,11 @@ import { PgReplicateError } from '../src/errors.js';
 import { ReplicationConnection } from '../src/protocol/replication-connection.js';
 import type { ReplicationStream } from '../src/protocol/replication-stream.js';
 import { serverInfo } from '../src/source/catalog.js';
+import { runCli } from './cli-process.js';
 import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
 
-const BIN = fileURLToPath(new URL('../bin/pg-replicate.js', import.meta.url));
 const PASSWORD = 'Pf-s3cret-never-printed';
 const STATE = '{\n  "version": 1,\n  "lastLsn": null,\n  "copiedTables": {}\n}\n';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI; never rejects (a non-zero exit is a result here). */
-function cli(args: readonly string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const env = { PATH: process.env['PATH'] ?? '', HOME: tmpdir() };
-    execFile(process.execPath, [BIN, ...args], { env }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : Number(error.code ?? 1), stdout, stderr });
-    });
-  });
-}
 
 let db: TestDatabase;
 let dir: string;
@@ -127,7 +109,8 @@ async function failsCleanly(args: readonly string[], code: number, line: RegExp,
   const stateFile = join(dir, `state-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(stateFile, STATE);
   const before = statSync(stateFile).mtimeMs;
-  const run = await cli([...args, '--state-file', stateFile]);
+  // HOME without a ~/.pgpass: only the password given here may be used.
+  const run = await runCli([...args, '--state-file', stateFile], { HOME: tmpdir() });
   expect(run.stderr).toMatch(line);
   expect(run.code).toBe(code);
   expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
@@ -323,7 +306,7 @@ describe('preflight errors that need a server of their own', () => {
       ),
       SECRET,
     );
-    const copy = await cli([...on(replica), '--sink', 'null', 'copy', 'pub']);
+    const copy = await runCli([...on(replica), '--sink', 'null', 'copy', 'pub']);
     expect(copy.code).toBe(0);
   });
 

@@ -4,16 +4,14 @@
  * place it can come from (flag, URL, DATABASE_URL, PGPASSWORD), and everything it wrote is searched
  * for the password, raw and URL-encoded.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quoteLiteral } from '../src/connection/connect.js';
+import { runCli } from './cli-process.js';
 import { freshDatabase, type TestDatabase } from './helpers.js';
 
-const BIN = fileURLToPath(new URL('../bin/pg-replicate.js', import.meta.url));
 /** Characters a URL must escape, and one outside ASCII. */
 const PASSWORD = 'Pa55:w@rd/%é-secret';
 const WRONG = 'Wr0ng:p@ss-secret';
@@ -21,14 +19,10 @@ const WRONG = 'Wr0ng:p@ss-secret';
 let db: TestDatabase;
 let dir: string;
 
-/** Runs the CLI with only the given environment; resolves with the exit status and output. */
-function cli(args: readonly string[], env: Record<string, string> = {}) {
-  return new Promise<{ code: number; output: string; stdout: string }>((resolve) => {
-    const base = { PATH: process.env['PATH'] ?? '', HOME: tmpdir() };
-    execFile(process.execPath, [BIN, ...args], { env: { ...base, ...env } }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : Number(error.code ?? 1), output: stdout + stderr, stdout });
-    });
-  });
+/** Runs the CLI with only `env` (and a HOME without ~/.pgpass); all it wrote, and stdout. */
+async function cli(args: readonly string[], env: Record<string, string> = {}) {
+  const run = await runCli(args, { HOME: tmpdir(), ...env });
+  return { code: run.code, output: run.stdout + run.stderr, stdout: run.stdout };
 }
 
 /** Fails if `text` holds a secret in any spelling a URL or a log might give it. */
