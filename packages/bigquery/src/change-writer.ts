@@ -1,0 +1,193 @@
+/**
+ * Turns change batches into CDC rows: each insert and update becomes an UPSERT, each delete a
+ * DELETE, an update that changed the key both, all stamped with the sequence number of (commit
+ * LSN, position in the transaction) so BigQuery keeps the latest change per key whatever order
+ * requests land in, and a replay is a no-op.
+ *
+ * A batch is written in segments: a TRUNCATE or a schema change ends one, so rows before it reach
+ * the old version table (or schema) and rows after it the new. Within a segment, unchanged TOAST
+ * values are resolved first (`ToastResolver`), then every table's rows are appended in parallel.
+ */
+import {
+  type ChangeEvent,
+  formatLsn,
+  type Lsn,
+  type RowChangeEvent,
+  type RowData,
+  tableKey,
+} from 'pg-replicate';
+import { encodeChangeSequence } from './change-sequence.js';
+import { ProtoWriter } from './proto-writer.js';
+import type { RecentValues } from './recent-values.js';
+import { type ChangeType, describeKey, type RowValues, UNCHANGED, writeRow } from './row-encoder.js';
+import { rowKey } from './row-keys.js';
+import type { LiveTable, TableCatalog } from './table-catalog.js';
+import type { PendingRow, ToastResolver } from './toast-resolver.js';
+import type { ProtoValue } from './type-mapping.js';
+
+interface OutRow {
+  readonly values: RowValues;
+  readonly type: ChangeType;
+  readonly sequence: string;
+  readonly describe: () => string;
+}
+
+/** One table's share of a segment. */
+interface TableRows {
+  readonly live: LiveTable;
+  readonly rows: OutRow[];
+  readonly pending: PendingRow[];
+  /** Each key's latest values in this segment (null: deleted). */
+  readonly latest: Map<string, RowValues | null>;
+}
+
+export class ChangeWriter {
+  readonly #catalog: TableCatalog;
+  readonly #resolver: ToastResolver;
+  readonly #cache: RecentValues;
+  readonly #writer = new ProtoWriter(1024 * 1024);
+  /** The transaction being numbered and the position of its last change. */
+  #txLsn: Lsn | null = null;
+  #position = 0;
+
+  constructor(catalog: TableCatalog, resolver: ToastResolver, cache: RecentValues) {
+    this.#catalog = catalog;
+    this.#resolver = resolver;
+    this.#cache = cache;
+  }
+
+  /** Forgets the transaction in progress (its parts are sent again after a restart). */
+  reset(): void {
+    this.#txLsn = null;
+    this.#position = 0;
+  }
+
+  async write(events: readonly ChangeEvent[]): Promise<void> {
+    let segment = new Map<string, TableRows>();
+    for (const event of events) {
+      switch (event.op) {
+        case 'insert':
+        case 'update':
+        case 'delete':
+          this.#add(segment, event, this.#sequence(event.tx.commitLsn));
+          break;
+        case 'truncate':
+          this.#sequence(event.tx.commitLsn);
+          await this.#flush(segment);
+          segment = new Map();
+          for (const table of event.tables) await this.#catalog.truncate(tableKey(table));
+          break;
+        case 'schema':
+          // Not numbered: whether a Relation message shows up as a change differs between runs.
+          await this.#flush(segment);
+          segment = new Map();
+          await this.#catalog.applySchema(event.table);
+          break;
+      }
+    }
+    await this.#flush(segment);
+  }
+
+  /** The sequence number of the next change of the transaction committed at `commitLsn`. */
+  #sequence(commitLsn: Lsn): string {
+    if (commitLsn !== this.#txLsn) {
+      this.#txLsn = commitLsn;
+      this.#position = 0;
+    }
+    return encodeChangeSequence(commitLsn, ++this.#position);
+  }
+
+  #add(segment: Map<string, TableRows>, event: RowChangeEvent, sequence: string): void {
+    const key = tableKey(event.table);
+    let target = segment.get(key);
+    if (target === undefined) {
+      target = { live: this.#catalog.get(key), rows: [], pending: [], latest: new Map() };
+      segment.set(key, target);
+    }
+    const { live, rows, latest } = target;
+    const { plan, converter } = live;
+    const at = `${event.op} at ${formatLsn(event.lsn)}`;
+    const describe = (row: RowData) => () => `row ${describeKey(plan, row)} (${at})`;
+    if (event.op === 'insert') {
+      const values = converter.values(event.new);
+      const rk = rowKey(plan, values);
+      rows.push({ values, type: 'UPSERT', sequence, describe: describe(event.new) });
+      latest.set(rk, values);
+      return;
+    }
+    if (event.op === 'delete') {
+      const values = converter.keyValues(event.old);
+      const rk = rowKey(plan, values);
+      rows.push({ values, type: 'DELETE', sequence, describe: describe(event.old) });
+      latest.set(rk, null);
+      return;
+    }
+    const values = converter.values(event.new);
+    const newKey = rowKey(plan, values);
+    const old = event.old;
+    const oldValues =
+      old === undefined ? null : event.oldIsKey ? converter.keyValues(old) : converter.values(old);
+    const oldKeyValues = oldValues ?? values;
+    const oldKey = oldValues === null ? newKey : rowKey(plan, oldValues);
+    if (values.includes(UNCHANGED)) {
+      const wholeOld = event.oldIsKey ? null : oldValues;
+      if (this.#resolver.fillLocally(plan, oldKey, values, wholeOld, latest)) {
+        target.pending.push({ values, keyValues: oldKeyValues, key: oldKey, describe: describe(event.new) });
+      }
+    }
+    if (oldKey !== newKey) {
+      const keyOnly: RowValues = new Array(values.length).fill(null);
+      for (const column of plan.keyColumns) keyOnly[column.index] = oldKeyValues[column.index]!;
+      rows.push({ values: keyOnly, type: 'DELETE', sequence, describe: describe(old!) });
+      latest.set(oldKey, null);
+    }
+    rows.push({ values, type: 'UPSERT', sequence, describe: describe(event.new) });
+    latest.set(newKey, values);
+  }
+
+  async #flush(segment: Map<string, TableRows>): Promise<void> {
+    if (segment.size === 0) return;
+    await Promise.all([...segment.values()].map((target) => this.#flushTable(target)));
+  }
+
+  async #flushTable({ live, rows, pending, latest }: TableRows): Promise<void> {
+    const { plan, appender } = live;
+    await this.#resolver.fetch(plan, live.state.version, pending);
+    const encoded = this.#encode(live, rows);
+    await appender.append(encoded, (index) => rows[index]!.describe());
+    if (plan.toastable.length === 0) return;
+    const now = Date.now();
+    for (const [key, values] of latest) {
+      if (values === null) {
+        this.#cache.forget(plan.key, key);
+        continue;
+      }
+      const kept = new Map<number, ProtoValue>();
+      for (const column of plan.toastable) {
+        const value = values[column.index];
+        if (value !== undefined && value !== UNCHANGED) kept.set(column.index, value);
+      }
+      this.#cache.remember(plan.key, key, kept, now);
+    }
+  }
+
+  /** The rows' messages, in one buffer sliced per row. */
+  #encode(live: LiveTable, rows: readonly OutRow[]): Buffer[] {
+    const writer = this.#writer;
+    writer.reset();
+    const ends: number[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
+      writeRow(writer, live.plan, row.values, row.type, row.sequence);
+      ends[i] = writer.length;
+    }
+    const all = writer.copy(0);
+    const out: Buffer[] = new Array(rows.length);
+    let start = 0;
+    for (let i = 0; i < rows.length; i++) {
+      out[i] = all.subarray(start, ends[i]);
+      start = ends[i]!;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * Test harness for the BigQuery sink: a fresh Postgres database per file (the run's shared
+ * server), the fake BigQuery reached through the real Google clients, the real Pipeline and
+ * PostgresSource, and a comparison of every table on both sides that fails with the differing rows.
+ *
+ * Postgres values are turned into BigQuery's REST form by Postgres itself (SQL per column type),
+ * not by the sink's code, so the comparison checks the sink rather than repeating it.
+ */
+import { expect } from 'vitest';
+import { type Lsn, parseLsn } from '../../pg-replicate/src/lsn.js';
+import {
+  Pipeline,
+  type PipelineOptions,
+  type PipelineResult,
+} from '../../pg-replicate/src/pipeline/pipeline.js';
+import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js';
+import { freshDatabase, type TestDatabase } from '../../pg-replicate/test/helpers.js';
+import { BigQuerySink, type BigQuerySinkOptions } from '../src/index.js';
+import { FakeBigQuery, type FakeRow } from './fake/fake-bigquery.js';
+
+export { FakeBigQuery, freshDatabase, type TestDatabase };
+
+export const PROJECT = 'test-project';
+
+/** Sink options against `fake`, quiet, with short retries. */
+export function sinkOptions(
+  fake: FakeBigQuery,
+  dataset: string,
+  extra: Partial<BigQuerySinkOptions> = {},
+): BigQuerySinkOptions {
+  return {
+    projectId: PROJECT,
+    datasetId: dataset,
+    maxStaleness: 0,
+    retry: { maxAttempts: 6, initialDelayMs: 20, maxDelayMs: 200 },
+    clientOptions: fake.clientOptions(),
+    logger: { info: () => {}, warn: () => {} },
+    ...extra,
+  };
+}
+
+export async function currentLsn(db: TestDatabase): Promise<Lsn> {
+  const [row] = await db.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+  return parseLsn(row!.lsn);
+}
+
+export interface ReplicateOptions extends Partial<Omit<PipelineOptions, 'source' | 'sink'>> {
+  publication: string;
+  slot?: string;
+  sink: BigQuerySinkOptions | BigQuerySink;
+  /** Run until everything up to the current WAL position is applied (default for cdc/both). */
+  catchUp?: boolean;
+}
+
+/** Runs a pipeline into the fake; `both`/`cdc` stop once everything written so far is applied. */
+export async function replicate(db: TestDatabase, options: ReplicateOptions): Promise<PipelineResult> {
+  const { publication, slot, sink, catchUp = true, ...rest } = options;
+  const mode = rest.mode ?? 'both';
+  const source = new PostgresSource({
+    connection: db.options,
+    publication,
+    slot: mode === 'copy' ? undefined : slot,
+  });
+  const endLsn = mode !== 'copy' && catchUp && rest.endLsn === undefined ? await currentLsn(db) : rest.endLsn;
+  return new Pipeline({
+    source,
+    sink: sink instanceof BigQuerySink ? sink : new BigQuerySink(sink),
+    batchMaxDelayMs: 20,
+    ...rest,
+    mode,
+    endLsn,
+  }).run();
+}
+
+/**
+ * SQL turning a Postgres column into BigQuery's REST cell text for the type the sink maps it to
+ * (see the README's type table): what the fake must hold if the sink is right.
+ */
+function restExpression(column: string, type: string): string {
+  const c = `"${column}"`;
+  const base = type.replace(/\(.*\)/, '');
+  if (base.endsWith('[]')) {
+    const element = restExpression('e', base.slice(0, -2)).replaceAll('"e"', 'e');
+    return `(SELECT coalesce(json_agg(${element} ORDER BY o), '[]'::json)::text FROM unnest(${c}) WITH ORDINALITY AS u(e, o))`;
+  }
+  switch (base) {
+    case 'smallint':
+    case 'integer':
+    case 'bigint':
+    case 'text':
+    case 'character varying':
+    case 'uuid':
+      return `${c}::text`;
+    case 'boolean':
+      return `CASE WHEN ${c} THEN 'true' WHEN NOT ${c} THEN 'false' END`;
+    case 'numeric':
+      return type === 'numeric' ? `${c}::text` : `trim_scale(${c})::text`;
+    case 'double precision':
+    case 'real':
+      return `${c}::text`;
+    case 'bytea':
+      return `encode(${c}, 'base64')`;
+    case 'json':
+    case 'jsonb':
+      return `${c}::text`;
+    case 'date':
+      return `to_char(${c}, 'YYYY-MM-DD')`;
+    case 'timestamp with time zone':
+      return `((extract(epoch FROM ${c}) * 1000000)::numeric(30,0))::text`;
+    case 'timestamp without time zone':
+      return `rtrim(rtrim(to_char(${c}, 'YYYY-MM-DD"T"HH24:MI:SS.US'), '0'), '.')`;
+    case 'time without time zone':
+      return `rtrim(rtrim(to_char(${c}, 'HH24:MI:SS.US'), '0'), '.')`;
+    default:
+      return `${c}::text`;
+  }
+}
+
+/** Postgres rows of `table` as REST cells (text), keyed like {@link fakeRows}. */
+export async function pgRows(
+  db: TestDatabase,
+  table: string,
+): Promise<Map<string, Record<string, string | null>>> {
+  const [schema, name] = table.includes('.') ? table.split('.') : ['public', table];
+  const columns = await db.sql<{ name: string; type: string }>(
+    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+     WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [`"${schema}"."${name}"`],
+  );
+  const select = columns
+    .map((column) => `${restExpression(column.name, column.type)} AS "${column.name}"`)
+    .join(', ');
+  const rows = await db.sql<Record<string, string | null>>(`SELECT ${select} FROM "${schema}"."${name}"`);
+  return new Map(rows.map((row) => [String(row.id), row]));
+}
+
+/** The fake's rows of a view, cells flattened to comparable text, keyed by `id`. */
+export function fakeRows(
+  fake: FakeBigQuery,
+  dataset: string,
+  view: string,
+): Map<string, Record<string, string | null>> {
+  const rows = fake.rows(PROJECT, dataset, view);
+  return new Map(rows.map((row) => [String(row.id), flatten(row)]));
+}
+
+function flatten(row: FakeRow): Record<string, string | null> {
+  return Object.fromEntries(
+    Object.entries(row).map(([name, cell]) => [
+      name,
+      Array.isArray(cell) ? JSON.stringify(cell.map((item) => item.v)) : cell,
+    ]),
+  );
+}
+
+/** Compares one table on both sides; JSON cells compared as parsed values, floats as numbers. */
+export async function expectSameRows(
+  db: TestDatabase,
+  fake: FakeBigQuery,
+  dataset: string,
+  table: string,
+  view = `public_${table}`,
+): Promise<number> {
+  const expected = await pgRows(db, table);
+  const actual = fakeRows(fake, dataset, view);
+  const problems: string[] = [];
+  for (const [id, row] of expected) {
+    const got = actual.get(id);
+    if (got === undefined) {
+      problems.push(`missing id=${id}`);
+      continue;
+    }
+    for (const [column, value] of Object.entries(row)) {
+      if (!sameCell(value, got[column] ?? null))
+        problems.push(`id=${id} ${column}: expected ${short(value)}, got ${short(got[column] ?? null)}`);
+    }
+  }
+  for (const id of actual.keys()) if (!expected.has(id)) problems.push(`extra id=${id}`);
+  expect(problems.slice(0, 20), `${table}: ${problems.length} difference(s)`).toEqual([]);
+  return expected.size;
+}
+
+function sameCell(expected: string | null, actual: string | null): boolean {
+  if (expected === actual) return true;
+  if (expected === null || actual === null) return false;
+  try {
+    const a = JSON.parse(expected) as unknown;
+    const b = JSON.parse(actual) as unknown;
+    return JSON.stringify(normalizeJson(a)) === JSON.stringify(normalizeJson(b));
+  } catch {
+    return Number(expected) === Number(actual) && !Number.isNaN(Number(expected));
+  }
+}
+
+function normalizeJson(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(normalizeJson);
+  if (typeof value === 'object' && value !== null)
+    return Object.fromEntries(
+      Object.entries(value)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => [k, normalizeJson(v)]),
+    );
+  if (typeof value === 'string' && value !== '' && !Number.isNaN(Number(value))) return Number(value);
+  return value;
+}
+
+function short(value: string | null): string {
+  if (value === null) return 'NULL';
+  return value.length > 80
+    ? `${JSON.stringify(value.slice(0, 77))}…(${value.length})`
+    : JSON.stringify(value);
+}
