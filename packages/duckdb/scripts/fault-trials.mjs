@@ -32,7 +32,13 @@ try {
     const started = Date.now();
     let result;
     try {
-      result = await runTrial({ server: cluster.connection(), seed, dir, kills });
+      result = await runTrial({
+        server: cluster.connection(),
+        seed,
+        dir,
+        kills,
+        log: process.env.VERBOSE ? console.log : undefined,
+      });
     } catch (error) {
       failed++;
       console.log(`${String(i + 1).padStart(5)}  ${String(seed).padStart(4)}  error: ${error.message}`);

@@ -15,12 +15,13 @@ import {
   type ChangeEvent,
   PgReplicateError,
   type RowChangeEvent,
+  type RowData,
   type TableSchema,
   type TruncateEvent,
   tableKey,
 } from 'pg-replicate';
-import { ChangeCollapser, type Texts, UnappliableChangeError } from './change-collapser.js';
-import { changelogInsertSql, changelogStagedNames, prepareValue, stageChangelog } from './changelog.js';
+import { ChangeCollapser, MergedRow, type Texts, UnappliableChangeError } from './change-collapser.js';
+import { changelogInsertSql, changelogStagedNames, stageChangelog, stageRowFields } from './changelog.js';
 import { runConverting } from './conversion-errors.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import type { StageFile } from './stage-file.js';
@@ -151,7 +152,7 @@ export class ChangeApplier {
         keyColumns.forEach((column, j) => {
           row[column] = entry.key[j] ?? null;
         });
-        this.#stageRow(plan, row);
+        this.#stageRow(plan, new MergedRow(row));
       } else {
         this.#stageRow(plan, entry.row);
       }
@@ -236,7 +237,7 @@ export class ChangeApplier {
       if (count === 0) continue;
       stage.plainField(count > 0 ? '1' : '0');
       stage.plainField(String(Math.abs(count)));
-      this.#stageRow(plan, row);
+      this.#stageRow(plan, new MergedRow(row));
       stage.endRow();
       if (count > 0) adds++;
       else removes++;
@@ -287,7 +288,7 @@ export class ChangeApplier {
     }
   }
 
-  async #applyInserts(plan: TablePlan, rows: readonly Texts[]): Promise<void> {
+  async #applyInserts(plan: TablePlan, rows: readonly RowData[]): Promise<void> {
     const stage = this.#stage;
     stage.reset();
     for (const row of rows) {
@@ -307,12 +308,8 @@ export class ChangeApplier {
     );
   }
 
-  #stageRow(plan: TablePlan, row: Texts): void {
-    for (let i = 0; i < row.length; i++) {
-      const text = row[i] ?? null;
-      const prepare = plan.columns[i]!.mapping.prepare;
-      this.#stage.field(text === null || prepare === null ? text : prepareValue(plan, i, text));
-    }
+  #stageRow(plan: TablePlan, row: RowData): void {
+    stageRowFields(this.#stage, plan, row);
   }
 
   #convert(sql: string, what: string, plan: TablePlan, read: string): Promise<void> {

@@ -17,10 +17,31 @@
  * distinct row gets a net count (+1 per insert, −1 per delete, an update is both), applied as
  * "delete that many copies" or "insert that many copies" — order does not matter for multisets.
  */
-import type { RowChangeEvent, RowData } from 'pg-replicate';
+import type { RowChangeEvent, RowData, UpdateEvent } from 'pg-replicate';
 import type { Identity } from './table-plan.js';
 
 export type Texts = (string | null)[];
+
+/** A row whose values were merged from several changes, as a {@link RowData}. */
+export class MergedRow implements RowData {
+  constructor(readonly values: Texts) {}
+
+  get length(): number {
+    return this.values.length;
+  }
+
+  isNull(index: number): boolean {
+    return this.values[index] === null;
+  }
+
+  isUnchangedToast(): boolean {
+    return false;
+  }
+
+  text(index: number): string | null {
+    return this.values[index] ?? null;
+  }
+}
 
 /** The net effect on one key. */
 export interface KeyedEntry {
@@ -28,8 +49,12 @@ export interface KeyedEntry {
   readonly key: Texts;
   /** Whether a row with this key may exist in DuckDB from before the run (delete it first). */
   readonly deleteExisting: boolean;
-  /** The final row (every column), or null when the key ends up deleted. */
-  row: Texts | null;
+  /**
+   * The final row (every column; unchanged TOAST values it could not resolve read as NULL and are
+   * flagged in `unchanged`), or null when the key ends up deleted. Rows that needed no merging
+   * are the event's own, unparsed.
+   */
+  row: RowData | null;
   /** Per column, 1 where the value is an unchanged TOAST value to take from the origin row. */
   unchanged: Uint8Array | null;
   /** Key texts of the row in DuckDB providing the unchanged values. */
@@ -47,6 +72,12 @@ export class UnappliableChangeError extends Error {
   override readonly name = 'UnappliableChangeError';
 }
 
+function keyOf(row: RowData, keyColumns: readonly number[]): Texts {
+  const key: Texts = new Array(keyColumns.length);
+  for (let j = 0; j < keyColumns.length; j++) key[j] = row.text(keyColumns[j]!);
+  return key;
+}
+
 function texts(row: RowData): Texts {
   const values: Texts = new Array(row.length);
   for (let i = 0; i < row.length; i++) values[i] = row.text(i);
@@ -55,6 +86,7 @@ function texts(row: RowData): Texts {
 
 /** A string identifying a list of texts (NUL cannot occur in Postgres text). */
 function join(values: Texts): string {
+  if (values.length === 1) return values[0] ?? '\u0001';
   let joined = '';
   for (const value of values) joined += value === null ? '\u0001\u0000' : `${value}\u0000`;
   return joined;
@@ -65,7 +97,7 @@ export class ChangeCollapser {
   readonly #identity: Identity;
   readonly #keyed = new Map<string, KeyedEntry>();
   readonly #counts = new Map<string, RowCount>();
-  readonly #inserts: Texts[] = [];
+  readonly #inserts: RowData[] = [];
   /** Changes fed since the last {@link clear}. */
   size = 0;
 
@@ -82,7 +114,7 @@ export class ChangeCollapser {
   }
 
   /** Rows to append (tables without identity). */
-  get inserts(): readonly Texts[] {
+  get inserts(): readonly RowData[] {
     return this.#inserts;
   }
 
@@ -91,7 +123,7 @@ export class ChangeCollapser {
     const identity = this.#identity;
     if (identity.kind === 'key') this.#addKeyed(event, identity.columns);
     else if (identity.kind === 'row') this.#addCounted(event);
-    else if (event.op === 'insert') this.#inserts.push(texts(event.new));
+    else if (event.op === 'insert') this.#inserts.push(event.new);
     else
       throw new UnappliableChangeError(`an ${event.op} arrived for a table without identity (append-only)`);
   }
@@ -104,9 +136,8 @@ export class ChangeCollapser {
   }
 
   #addKeyed(event: RowChangeEvent, keyColumns: readonly number[]): void {
-    const keyOf = (row: Texts) => keyColumns.map((index) => row[index] ?? null);
     if (event.op === 'delete') {
-      const key = keyOf(texts(event.old));
+      const key = keyOf(event.old, keyColumns);
       const id = join(key);
       const previous = this.#keyed.get(id);
       this.#keyed.set(id, {
@@ -118,44 +149,23 @@ export class ChangeCollapser {
       });
       return;
     }
-    const row = texts(event.new);
-    const key = keyOf(row);
+    const key = keyOf(event.new, keyColumns);
     const id = join(key);
     if (event.op === 'insert') {
       const previous = this.#keyed.get(id);
       this.#keyed.set(id, {
         key,
         deleteExisting: previous?.deleteExisting ?? false,
-        row,
+        row: event.new,
         unchanged: null,
         origin: null,
       });
       return;
     }
-    const old = event.old === undefined ? null : texts(event.old);
-    const oldKey = old === null ? key : keyOf(old);
-    const oldId = join(oldKey);
+    const oldKey = event.old === undefined ? key : keyOf(event.old, keyColumns);
+    const oldId = event.old === undefined ? id : join(oldKey);
     const before = this.#keyed.get(oldId);
-    let unchanged: Uint8Array | null = null;
-    let origin: Texts | null = null;
-    for (let i = 0; i < row.length; i++) {
-      if (!event.new.isUnchangedToast(i)) continue;
-      if (before?.row) {
-        // The value was set (or inherited) earlier in this run.
-        row[i] = before.row[i] ?? null;
-        if (before.unchanged?.[i] === 1) {
-          unchanged ??= new Uint8Array(row.length);
-          unchanged[i] = 1;
-          origin = before.origin;
-        }
-      } else if (old !== null && !event.oldIsKey && event.old?.isUnchangedToast(i) === false) {
-        row[i] = old[i] ?? null; // REPLICA IDENTITY FULL: the old row has it
-      } else {
-        unchanged ??= new Uint8Array(row.length);
-        unchanged[i] = 1;
-        origin = oldKey;
-      }
-    }
+    const merged = this.#resolveToast(event, before, oldKey);
     if (oldId !== id) {
       this.#keyed.set(oldId, {
         key: oldKey,
@@ -165,10 +175,50 @@ export class ChangeCollapser {
         origin: null,
       });
       const target = this.#keyed.get(id);
-      this.#keyed.set(id, { key, deleteExisting: target?.deleteExisting ?? false, row, unchanged, origin });
+      this.#keyed.set(id, { key, deleteExisting: target?.deleteExisting ?? false, ...merged });
     } else {
-      this.#keyed.set(id, { key, deleteExisting: before?.deleteExisting ?? true, row, unchanged, origin });
+      this.#keyed.set(id, { key, deleteExisting: before?.deleteExisting ?? true, ...merged });
     }
+  }
+
+  /** An update's row with its unchanged TOAST values resolved where the run knows them. */
+  #resolveToast(
+    event: UpdateEvent,
+    before: KeyedEntry | undefined,
+    oldKey: Texts,
+  ): Pick<KeyedEntry, 'row' | 'unchanged' | 'origin'> {
+    const next = event.new;
+    let first = -1;
+    for (let i = 0; i < next.length; i++) {
+      if (next.isUnchangedToast(i)) {
+        first = i;
+        break;
+      }
+    }
+    if (first === -1) return { row: next, unchanged: null, origin: null };
+    const row = texts(next);
+    const old = event.old !== undefined && !event.oldIsKey ? event.old : undefined;
+    let unchanged: Uint8Array | null = null;
+    let origin: Texts | null = null;
+    for (let i = first; i < row.length; i++) {
+      if (!next.isUnchangedToast(i)) continue;
+      if (before?.row) {
+        // The value was set (or inherited) earlier in this run.
+        row[i] = before.row.text(i);
+        if (before.unchanged?.[i] === 1) {
+          unchanged ??= new Uint8Array(row.length);
+          unchanged[i] = 1;
+          origin = before.origin;
+        }
+      } else if (old !== undefined && !old.isUnchangedToast(i)) {
+        row[i] = old.text(i); // REPLICA IDENTITY FULL: the old row has it
+      } else {
+        unchanged ??= new Uint8Array(row.length);
+        unchanged[i] = 1;
+        origin = oldKey;
+      }
+    }
+    return { row: new MergedRow(row), unchanged, origin };
   }
 
   #addCounted(event: RowChangeEvent): void {

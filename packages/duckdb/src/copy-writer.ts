@@ -1,6 +1,8 @@
 /**
  * Backfill into DuckDB: copied rows are staged to a file and loaded with one
- * `INSERT … SELECT … FROM read_csv(…)` per ~32 MB, inside the copy's transaction.
+ * `INSERT … SELECT … FROM read_csv(…)` per ~16 MB, each load a transaction of its own (the
+ * table's copied flag is only set once every load is committed, so a copy cut short is cleared
+ * and done again; small transactions keep DuckDB's memory flat however large the table).
  *
  * Rows from `COPY … TO STDOUT` are already in the staging format, so for tables whose columns
  * need no rewriting their bytes are written through untouched. Two staging files alternate: while
@@ -17,7 +19,7 @@ import type { TablePlan } from './table-plan.js';
 import { fromStaged } from './type-mapping.js';
 
 /** Bytes staged before a load is started. */
-const LOAD_BYTES = 32 * 1024 * 1024;
+const LOAD_BYTES = 16 * 1024 * 1024;
 
 export interface CopyTarget {
   readonly plan: TablePlan;
@@ -41,7 +43,7 @@ export class CopyWriter {
     this.#files = files;
   }
 
-  /** Starts copying into `target` (the caller has opened the transaction). */
+  /** Starts copying into `target`. */
   begin(target: CopyTarget): void {
     this.#target = target;
     this.#current = 0;
@@ -77,7 +79,7 @@ export class CopyWriter {
     this.#target = null;
   }
 
-  /** Abandons the copy (the caller rolls the transaction back). */
+  /** Abandons the copy (the caller rolls back a load that is still open). */
   async abandon(): Promise<void> {
     await this.#loading?.catch(() => {});
     this.#loading = null;
@@ -103,6 +105,7 @@ export class CopyWriter {
     const names = plan.columns.map((_, i) => `c${i}`);
     if (plan.columns.length === 1) names.push('_sentinel');
     const read = stage.readSql(names);
+    await this.#db.begin();
     if (target.materialized) {
       const columns = plan.columns.map((column) => column.sql).join(', ');
       const values = plan.columns.map((column, i) => fromStaged(column.mapping, `s.c${i}`)).join(', ');
@@ -113,6 +116,7 @@ export class CopyWriter {
       const sql = changelogCopySql(read, plan, target.snapshotLsn);
       await runConverting(this.#db, sql, `copying into the changelog of ${plan.key}`, plan, read);
     }
+    await this.#db.commit();
   }
 
   async #settle(): Promise<void> {

@@ -6,8 +6,8 @@
  *
  * Transactions, as the `Sink` contract asks:
  * - `beginCopy` clears the table and its copied flag and commits that at once; the rows then load
- *   in one transaction that `endCopy` commits together with the flag. A copy cut short leaves the
- *   flag unset, so the table is cleared and copied again.
+ *   in transactions of ~16 MB, and `endCopy` sets the flag once they are all committed. A copy cut
+ *   short leaves the flag unset, so the table is cleared and copied again.
  * - A change batch opens a transaction (or continues the one an earlier batch without `commit`
  *   left open); the batch with `commit` records the LSN and commits. `close` rolls back whatever
  *   is still open: Postgres sends that transaction again.
@@ -43,9 +43,12 @@ export interface DuckDbSinkOptions {
    * table is refused when the pipeline starts.
    */
   appendOnlyWithoutKey?: boolean;
-  /** DuckDB worker threads (default: one per core). */
+  /**
+   * DuckDB worker threads (default 1: the sink's statements are small and one thread leaves the
+   * other cores to Postgres and the pipeline; more help large CDC deletes on big tables).
+   */
   threads?: number;
-  /** DuckDB `memory_limit` (default `256MB`), e.g. `1GB`. */
+  /** DuckDB `memory_limit` of the sink's connection (default `64MB`; larger operations spill to disk). */
   memoryLimit?: string;
   /** Directory for staging files (default: the OS temp directory). */
   stagingDir?: string;
@@ -107,8 +110,8 @@ export class DuckDbSink implements Sink {
     this.#streaming = false;
     const options = this.#options;
     const db = await DuckDbDatabase.open(options.path, {
-      threads: options.threads,
-      memoryLimit: options.memoryLimit ?? '256MB',
+      threads: options.threads ?? 1,
+      memoryLimit: options.memoryLimit ?? '64MB',
     });
     try {
       const stagingDir = join(
@@ -168,7 +171,6 @@ export class DuckDbSink implements Sink {
         }
         await state.setCopied(table, identityNames(table, plan.identity), false, null);
       });
-      await db.begin();
       copier.begin({
         plan,
         snapshotLsn: _snapshotLsn,
@@ -188,8 +190,9 @@ export class DuckDbSink implements Sink {
     await this.#guard(async () => {
       await copier.finish();
       const plan = await catalog.plan(table);
-      await state.setCopied(table, identityNames(table, plan.identity), true, snapshotLsn);
-      await db.commit();
+      await db.transaction(() =>
+        state.setCopied(table, identityNames(table, plan.identity), true, snapshotLsn),
+      );
     });
   }
 

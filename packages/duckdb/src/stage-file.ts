@@ -105,7 +105,7 @@ export class StageFile {
   readSql(columns: readonly string[]): string {
     const names = columns.map((name) => `${literal(name)}: 'VARCHAR'`).join(', ');
     const maxLine = Math.max(2_097_152, this.longestLine + 1024);
-    return `read_csv(${literal(this.path)}, delim='\\t', quote='', escape='', header=false, nullstr='\\N', new_line='\\n', auto_detect=false, columns={${names}}, max_line_size=${maxLine}, buffer_size=${Math.max(maxLine * 2, 16_777_216)})`;
+    return `read_csv(${literal(this.path)}, delim='\\t', quote='', escape='', header=false, nullstr='\\N', new_line='\\n', auto_detect=false, columns={${names}}, max_line_size=${maxLine}, buffer_size=${Math.max(maxLine * 2, 4_194_304)})`;
   }
 
   /** Closes and deletes the file. */
