@@ -6,7 +6,7 @@
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultPostgresVersion, TestCluster } from '@pg-replicate/testkit';
+import { TestCluster } from '@pg-replicate/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../src/connection/connect.js';
@@ -339,28 +339,24 @@ describe('preflight errors that need a server of their own', () => {
     );
   });
 
-  // Known gap (see the report): replicationError matches only PG 16/17's wording ("can no longer get
-  // changes"); PG 14/15 say "cannot read from", PG 18 "can no longer access" (the detail says why).
-  const mapped = [16, 17].includes(defaultPostgresVersion());
-  (mapped ? it : it.fails)(
-    'the server refuses to stream from the invalidated slot (preflight raced)',
-    async () => {
-      const options = resolveConnection({ ...small.connection(), sslmode: 'disable' }, {});
-      const connection = await ReplicationConnection.open(options);
-      try {
-        const stream = connection.startReplication('lost_slot', 0n, { publications: ['pub'] });
-        const error = await stream.next().then(
-          () => null,
-          (e: unknown) => e,
-        );
-        expect((error as PgReplicateError).toOneLine()).toMatch(
-          /^replication slot "lost_slot" was invalidated and cannot stream any more \(.*"lost_slot".*\) — .* \[SLOT_INVALIDATED\]$/,
-        );
-      } finally {
-        await connection.close();
-      }
-    },
-  );
+  // Each version words it differently: PG 14/15 "cannot read from", 16/17 "can no longer get
+  // changes", 18 "can no longer access"; all are SLOT_INVALIDATED.
+  it('the server refuses to stream from the invalidated slot (preflight raced)', async () => {
+    const options = resolveConnection({ ...small.connection(), sslmode: 'disable' }, {});
+    const connection = await ReplicationConnection.open(options);
+    try {
+      const stream = connection.startReplication('lost_slot', 0n, { publications: ['pub'] });
+      const error = await stream.next().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect((error as PgReplicateError).toOneLine()).toMatch(
+        /^replication slot "lost_slot" was invalidated and cannot stream any more \(.*"lost_slot".*\) — .* \[SLOT_INVALIDATED\]$/,
+      );
+    } finally {
+      await connection.close();
+    }
+  });
 
   it('every replication slot is taken', async () => {
     await failsCleanly(

@@ -190,29 +190,41 @@ export function replicationError(error: unknown, slot?: string): unknown {
   const message = error.message;
   const named = slot === undefined ? 'the replication slot' : `replication slot "${slot}"`;
   if (error.code === '55006' || /is active for PID/i.test(message)) {
-    return new PgReplicateError('SLOT_IN_USE', `${named} is in use by another process`, {
-      detail: message,
-      hint: 'stop the other consumer (see pg_replication_slots.active_pid) or use another slot name',
-      cause: error,
-    });
+    const pid = /PID (\d+)/i.exec(message)?.[1];
+    return new PgReplicateError(
+      'SLOT_IN_USE',
+      `${named} is in use by another process${pid === undefined ? '' : ` (PID ${pid})`}`,
+      {
+        hint: `stop the other consumer, or if it is stuck: SELECT pg_terminate_backend(${pid ?? 'active_pid'});`,
+        cause: error,
+      },
+    );
   }
   if (error.code === '42710') {
     return new PgReplicateError('SERVER_ERROR', `${named} already exists`, { detail: message, cause: error });
   }
   if (error.code === '42704' && /publication/i.test(message)) {
-    return new PgReplicateError('PUBLICATION_NOT_FOUND', message, {
-      hint: 'create it with: CREATE PUBLICATION <name> FOR TABLE …; (or FOR ALL TABLES)',
+    const publication = /publication "([^"]+)"/.exec(message)?.[1] ?? '<name>';
+    return new PgReplicateError('PUBLICATION_NOT_FOUND', `${message} (it was dropped while streaming)`, {
+      // The slot decodes later WAL with the catalog of its time: recreating the publication is
+      // not enough, the slot must start over after it.
+      hint: `recreate it (CREATE PUBLICATION "${publication}" FOR TABLE …;), then drop ${named} and run "both" to copy the tables again`,
       cause: error,
     });
   }
   if (error.code === '42704') {
     return new PgReplicateError('SLOT_NOT_FOUND', `${named} does not exist`, {
-      detail: message,
-      hint: 'it was dropped or never created; run the cdc/both command again to create it',
+      hint: 'it was dropped, and the changes it held are gone: run "both" to create it and copy the tables again',
       cause: error,
     });
   }
-  if (/can no longer get changes|invalidated|has been invalidated|wal_status/i.test(message)) {
+  // PG 14/15: "cannot read from logical replication slot"; 16/17: "can no longer get changes";
+  // 18: "can no longer access replication slot"; the detail says "invalidated".
+  if (
+    /can no longer (get changes|access)|cannot read from logical replication slot|invalidated|wal_status/i.test(
+      `${message} ${error.detail ?? ''}`,
+    )
+  ) {
     return new PgReplicateError('SLOT_INVALIDATED', `${named} was invalidated and cannot stream any more`, {
       detail: message,
       hint: 'the WAL it needed is gone (max_slot_wal_keep_size?): drop the slot and re-run with both to copy the tables again',
@@ -240,9 +252,15 @@ export function replicationError(error: unknown, slot?: string): unknown {
     });
   }
   if (error.code === '57P01' || error.code === '57P02' || error.code === '57P03') {
-    return new PgReplicateError('CONNECTION_LOST', `the server is shutting down: ${message}`, {
-      cause: error,
-    });
+    return new PgReplicateError(
+      'CONNECTION_LOST',
+      'the replication connection was terminated (pg_terminate_backend, or the server shutting down)',
+      {
+        detail: message,
+        hint: 'the pipeline resumes from its durable position when restarted',
+        cause: error,
+      },
+    );
   }
   return new PgReplicateError('SERVER_ERROR', message, {
     detail: error.detail,
