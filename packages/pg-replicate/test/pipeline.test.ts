@@ -272,6 +272,15 @@ describe('Pipeline (both)', () => {
     expect(parseLsn(slot!.confirmed_flush_lsn) > first).toBe(true);
   });
 
+  it('stops with PUBLICATION_NOT_FOUND when its publication is dropped while streaming', async () => {
+    await setup('t_droppub', 1);
+    const sink = new MemorySink();
+    const running = pipeline('t_droppub', sink, { slotCheckIntervalMs: 50 }).run();
+    await waitFor(() => sink.durable.lastLsn !== null, 10_000, 'streaming');
+    await db.sql('DROP PUBLICATION pub_t_droppub');
+    await expect(running).rejects.toMatchObject({ code: 'PUBLICATION_NOT_FOUND' });
+  });
+
   it('refuses a sink whose state is behind the slot (changes would be missing)', async () => {
     await setup('t_behind', 5);
     const sink = new MemorySink();

@@ -244,7 +244,7 @@ describe('preflight errors through the CLI', () => {
       'malformed --end-lsn',
       () => [...flags(), 'cdc', 'pub', 's1', '--end-lsn', '0/XYZ'],
       2,
-      /^error: option '--end-lsn <X\/Y>' argument '0\/XYZ' is invalid\. "0\/XYZ" is not an LSN; write it like 0\/16B3748\n$/,
+      /^pg-replicate: error: option '--end-lsn <X\/Y>' argument '0\/XYZ' is invalid\. "0\/XYZ" is not an LSN; write it like 0\/16B3748\n$/,
     ],
     [
       'malformed URL',

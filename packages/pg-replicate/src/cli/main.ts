@@ -231,7 +231,15 @@ function describe(error: unknown, verbose: boolean | undefined): string {
   return `${message} (unexpected; run with --verbose for details and please report it)`;
 }
 
-/** Belt and braces: no password ever reaches the terminal, whatever a library put in a message. */
+/**
+ * Belt and braces: messages never contain passwords by construction, but whatever a library puts
+ * in one, the password (raw or URL-encoded) does not reach the terminal. Passwords shorter than 4
+ * characters are left alone: masking them would garble every word they occur in — and reveal them.
+ */
 function redact(text: string, password: string | undefined): string {
-  return password ? text.split(password).join('********') : text;
+  if (password === undefined || password.length < 4) return text;
+  return [password, encodeURIComponent(password)].reduce(
+    (out, form) => out.split(form).join('********'),
+    text,
+  );
 }

@@ -97,6 +97,10 @@ export function buildProgram(handler: CommandHandler): Command {
     .showSuggestionAfterError()
     // Usage errors throw (and main exits 2) instead of commander exiting 1; inherited by subcommands.
     .exitOverride()
+    // One line, like every other error: "pg-replicate: error: unknown option '--x' (Did you mean …?)".
+    .configureOutput({
+      outputError: (text, write) => write(`pg-replicate: ${text.trim().replace(/\s*\n\s*/g, ' ')}\n`),
+    })
     .addHelpText('after', EXAMPLES);
 
   program

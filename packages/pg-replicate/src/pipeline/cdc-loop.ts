@@ -107,6 +107,14 @@ export class CdcLoop {
     return this.#durable;
   }
 
+  #failure: Error | null = null;
+
+  /** Stops the loop with `error` (from a watcher outside it): nothing more is written. */
+  fail(error: Error): void {
+    this.#failure ??= error;
+    this.#wakeUp?.();
+  }
+
   async run(): Promise<void> {
     const { signal } = this.#options;
     let next: Promise<ReplicationEvent[] | null> | null = null;
@@ -116,6 +124,7 @@ export class CdcLoop {
       while (!signal?.aborted && !this.#reachedEnd()) {
         next ??= this.#stream.next();
         const events = await this.#nextOrTimeout(next, this.#waitMs());
+        if (this.#failure !== null) throw this.#failure;
         if (events === TIMEOUT) {
           await this.#onQuiet();
           continue;

@@ -131,6 +131,7 @@ export class Pipeline {
         intervalMs: this.#options.slotCheckIntervalMs ?? 30_000,
         logger: this.#logger,
         onProgress,
+        onFatal: (error) => loop.fail(error),
       });
       monitor.start();
       try {

@@ -1,10 +1,12 @@
 /**
  * Watches the replication slot while streaming: how much WAL it keeps the server from recycling,
- * and whether it is about to be invalidated. A slot is a promise to keep WAL until it is
+ * whether it is about to be invalidated, and whether the publications still exist (Postgres 18
+ * streams past a dropped publication without a word, so nobody else would notice). A slot is a promise to keep WAL until it is
  * confirmed; when a pipeline falls behind (or a long transaction pins `restart_lsn`), that WAL
  * grows until the disk fills or `max_slot_wal_keep_size` invalidates the slot. Operators need to
  * hear about it early, with the size and the likely cause.
  */
+import { PgReplicateError } from '../errors.js';
 import { formatLsn, type Lsn } from '../lsn.js';
 import type { SlotInfo } from '../source/catalog.js';
 import type { PostgresSource } from '../source/postgres-source.js';
@@ -17,6 +19,8 @@ export interface SlotMonitorOptions {
   intervalMs: number;
   logger: Logger;
   onProgress: (event: ProgressEvent) => void;
+  /** Called with an error that must stop the pipeline (a publication was dropped). */
+  onFatal: (error: PgReplicateError) => void;
 }
 
 export class SlotMonitor {
@@ -62,6 +66,18 @@ export class SlotMonitor {
         walStatus: slot.walStatus,
       });
       this.#judge(slot, serverLsn);
+      const missing = await this.#source.missingPublications();
+      if (missing.length > 0) {
+        this.#options.onFatal(
+          new PgReplicateError(
+            'PUBLICATION_NOT_FOUND',
+            `publication "${missing[0]}" was dropped while streaming`,
+            {
+              hint: `recreate it (CREATE PUBLICATION "${missing[0]}" FOR TABLE …;), then drop slot "${slot.name}" and run "both" to copy the tables again`,
+            },
+          ),
+        );
+      }
       return slot;
     } catch (error) {
       this.#options.logger.warn(`could not check slot ${this.#source.slot}: ${(error as Error).message}`);

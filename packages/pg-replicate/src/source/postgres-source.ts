@@ -22,7 +22,13 @@ import type { ReplicationStream } from '../protocol/replication-stream.js';
 import type { CopyTextRow } from '../row.js';
 import type { ColumnSchema, TableSchema } from '../schema.js';
 import { TypeRegistry } from '../types/type-registry.js';
-import { currentWalLsn, type PublishedTable, replicationSlot, type SlotInfo } from './catalog.js';
+import {
+  currentWalLsn,
+  type PublishedTable,
+  publications,
+  replicationSlot,
+  type SlotInfo,
+} from './catalog.js';
 import { type PreflightResult, preflight, type ReplicationMode } from './preflight.js';
 import { type CopyTableOptions, copyTable } from './table-copy.js';
 
@@ -113,6 +119,12 @@ export class PostgresSource {
     return result.slot;
   }
 
+  /** The pipeline's publications that no longer exist. */
+  async missingPublications(): Promise<string[]> {
+    const found = await this.#withControl((client) => publications(client, this.publications));
+    return this.publications.filter((name) => !found.some((p) => p.name === name));
+  }
+
   async currentWalLsn(): Promise<Lsn> {
     return this.#withControl((client) => currentWalLsn(client));
   }
@@ -152,6 +164,16 @@ export class PostgresSource {
       };
     } catch (error) {
       await temporary.close();
+      if (error instanceof PgReplicateError && error.code === 'SLOTS_EXHAUSTED') {
+        throw new PgReplicateError(
+          'SLOTS_EXHAUSTED',
+          `copying the tables slot ${slotName} has not copied yet needs one more replication slot (a temporary one, for its snapshot), and all are in use`,
+          {
+            hint: 'drop an unused slot (SELECT pg_drop_replication_slot(name)) or raise max_replication_slots (needs a restart), then run again',
+            cause: error,
+          },
+        );
+      }
       throw error;
     }
   }
