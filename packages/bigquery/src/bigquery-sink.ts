@@ -45,9 +45,6 @@ interface OpenState {
   readonly copies: Map<string, PendingCopy>;
 }
 
-/** Margin for clock differences when deciding whether BigQuery can be read fresh. */
-const CLOCK_MARGIN_MS = 5_000;
-
 /**
  * Replicates into BigQuery through the Storage Write API.
  *
@@ -116,7 +113,7 @@ export class BigQuerySink implements Sink {
       );
       const resolver = new ToastResolver(admin, cache, {
         maxStalenessMs: options.maxStalenessMs,
-        marginMs: CLOCK_MARGIN_MS,
+        marginMs: options.clockMarginMs,
         pollMs: Math.min(5_000, Math.max(100, options.maxStalenessMs / 10)),
         log: (message) => options.logger.warn(message),
       });

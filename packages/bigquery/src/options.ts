@@ -46,6 +46,11 @@ export interface BigQuerySinkOptions {
   requestTimeoutMs?: number;
   /** How long rejections of new columns are retried after adding them (BigQuery lags). Default 10 min. */
   schemaPropagationMs?: number;
+  /**
+   * Allowance for clock differences between this host and BigQuery when deciding whether a table
+   * can be read without missing recent changes (unchanged TOAST values). Default 5 s.
+   */
+  clockMarginMs?: number;
   /** Passed to the Google clients as is: endpoints (emulators, tests), credentials, transport. */
   clientOptions?: BigQueryClientOptions;
   logger?: SinkLogger;
@@ -64,6 +69,7 @@ export interface ResolvedOptions {
   readonly retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
   readonly requestTimeoutMs: number;
   readonly schemaPropagationMs: number;
+  readonly clockMarginMs: number;
   readonly clientOptions: BigQueryClientOptions | undefined;
   readonly logger: SinkLogger;
 }
@@ -144,6 +150,7 @@ export function resolveOptions(options: BigQuerySinkOptions): ResolvedOptions {
     },
     requestTimeoutMs: positiveInteger(options.requestTimeoutMs, 120_000, 'requestTimeoutMs'),
     schemaPropagationMs: options.schemaPropagationMs ?? 10 * 60_000,
+    clockMarginMs: options.clockMarginMs ?? 5_000,
     clientOptions: options.clientOptions,
     logger: options.logger ?? STDERR_LOGGER,
   };

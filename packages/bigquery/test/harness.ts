@@ -6,7 +6,7 @@
  * Postgres values are turned into BigQuery's REST form by Postgres itself (SQL per column type),
  * not by the sink's code, so the comparison checks the sink rather than repeating it.
  */
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { type Lsn, parseLsn } from '../../pg-replicate/src/lsn.js';
 import {
   Pipeline,
@@ -17,10 +17,31 @@ import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js
 import { freshDatabase, type TestDatabase } from '../../pg-replicate/test/helpers.js';
 import { BigQuerySink, type BigQuerySinkOptions } from '../src/index.js';
 import { FakeBigQuery, type FakeRow } from './fake/fake-bigquery.js';
+import type { FakeStoreOptions } from './fake/fake-store.js';
 
 export { FakeBigQuery, freshDatabase, type TestDatabase };
 
 export const PROJECT = 'test-project';
+
+/** What a test file works with: its own database and a fake BigQuery. */
+export interface Suite {
+  readonly db: TestDatabase;
+  readonly fake: FakeBigQuery;
+}
+
+/** A fresh database and a fake BigQuery for the test file, set up before and torn down after it. */
+export function setupSuite(prefix: string, fakeOptions?: FakeStoreOptions): Suite {
+  const suite = {} as { db: TestDatabase; fake: FakeBigQuery };
+  beforeAll(async () => {
+    suite.db = await freshDatabase(prefix);
+    suite.fake = await FakeBigQuery.start(fakeOptions);
+  });
+  afterAll(async () => {
+    await suite.fake?.stop();
+    await suite.db?.close();
+  });
+  return suite;
+}
 
 /** Sink options against `fake`, quiet, with short retries. */
 export function sinkOptions(
@@ -78,31 +99,23 @@ export async function replicate(db: TestDatabase, options: ReplicateOptions): Pr
  */
 function restExpression(column: string, type: string): string {
   const c = `"${column}"`;
-  const base = type.replace(/\(.*\)/, '');
-  if (base.endsWith('[]')) {
-    const element = restExpression('e', base.slice(0, -2)).replaceAll('"e"', 'e');
+  if (type.endsWith('[]')) {
+    const element = restExpression('e', type.slice(0, -2)).replaceAll('"e"', 'e');
     return `(SELECT coalesce(json_agg(${element} ORDER BY o), '[]'::json)::text FROM unnest(${c}) WITH ORDINALITY AS u(e, o))`;
   }
-  switch (base) {
-    case 'smallint':
-    case 'integer':
-    case 'bigint':
-    case 'text':
-    case 'character varying':
-    case 'uuid':
-      return `${c}::text`;
+  const numeric = /^numeric\((\d+),(-?\d+)\)$/.exec(type);
+  if (numeric !== null) {
+    const [precision, scale] = [Number(numeric[1]), Number(numeric[2])];
+    const decimal = precision - scale <= 38 && scale <= 38;
+    return decimal ? `trim_scale(${c})::text` : `${c}::text`;
+  }
+  switch (type.replace(/\(.*\)/, '')) {
     case 'boolean':
       return `CASE WHEN ${c} THEN 'true' WHEN NOT ${c} THEN 'false' END`;
-    case 'numeric':
-      return type === 'numeric' ? `${c}::text` : `trim_scale(${c})::text`;
-    case 'double precision':
     case 'real':
-      return `${c}::text`;
+      return `${c}::float8::text`;
     case 'bytea':
-      return `encode(${c}, 'base64')`;
-    case 'json':
-    case 'jsonb':
-      return `${c}::text`;
+      return `replace(encode(${c}, 'base64'), E'\\n', '')`;
     case 'date':
       return `to_char(${c}, 'YYYY-MM-DD')`;
     case 'timestamp with time zone':
@@ -111,9 +124,25 @@ function restExpression(column: string, type: string): string {
       return `rtrim(rtrim(to_char(${c}, 'YYYY-MM-DD"T"HH24:MI:SS.US'), '0'), '.')`;
     case 'time without time zone':
       return `rtrim(rtrim(to_char(${c}, 'HH24:MI:SS.US'), '0'), '.')`;
+    case 'interval':
+      return intervalExpression(c);
     default:
-      return `${c}::text`;
+      // Composites are JSON objects; everything else keeps the Postgres text (output function).
+      return `CASE WHEN num_nulls(${c}) = 1 THEN NULL WHEN pg_typeof(${c})::regtype::oid IN (SELECT reltype FROM pg_class) THEN to_json(${c})::text ELSE format('%s', ${c}) END`;
   }
+}
+
+/** BigQuery's canonical `Y-M D H:M:S[.F]` of a Postgres interval, computed by Postgres. */
+function intervalExpression(c: string): string {
+  const months = `(extract(year FROM ${c})::bigint * 12 + extract(month FROM ${c})::bigint)`;
+  const micros = `(extract(hour FROM ${c})::bigint * 3600000000 + extract(minute FROM ${c})::bigint * 60000000 + extract(microseconds FROM ${c})::bigint)`;
+  return `CASE WHEN ${c} IS NOT NULL THEN
+    (CASE WHEN ${months} < 0 THEN '-' ELSE '' END) || abs(${months}) / 12 || '-' || abs(${months}) % 12 || ' '
+    || extract(day FROM ${c})::bigint || ' '
+    || (CASE WHEN ${micros} < 0 THEN '-' ELSE '' END) || abs(${micros}) / 3600000000 || ':'
+    || abs(${micros}) % 3600000000 / 60000000 || ':' || abs(${micros}) % 60000000 / 1000000
+    || CASE WHEN abs(${micros}) % 1000000 = 0 THEN '' ELSE '.' || lpad((abs(${micros}) % 1000000)::text, 6, '0') END
+  END`;
 }
 
 /** Postgres rows of `table` as REST cells (text), keyed like {@link fakeRows}. */
