@@ -158,9 +158,14 @@ export class TableAppender {
         this.stats.bytes += bytes;
         return;
       }
-      const retryable = isRetryableStatus(failure.code) || this.#schemaNotVisibleYet(failure);
-      if (!retryable) throw this.#rejection(failure, start, describe);
-      if (backoff.attempts >= this.#options.backoff.maxAttempts || this.#options.signal?.aborted) {
+      // Until BigQuery sees added columns, retries are bounded by time (schemaPropagationMs), not attempts.
+      const waitingForSchema = this.#schemaNotVisibleYet(failure);
+      if (!waitingForSchema && !isRetryableStatus(failure.code))
+        throw this.#rejection(failure, start, describe);
+      if (
+        (!waitingForSchema && backoff.attempts >= this.#options.backoff.maxAttempts) ||
+        this.#options.signal?.aborted
+      ) {
         throw new PgReplicateError(
           'SINK_UNAVAILABLE',
           `appending to ${this.#label} kept failing: ${statusName(failure.code)}: ${failure.message} (${backoff.attempts} attempts)`,

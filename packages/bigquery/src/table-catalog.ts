@@ -82,6 +82,7 @@ export class TableCatalog {
     for (const plan of plans) {
       const stored = this.#stored.get(plan.key);
       let state: TableState;
+      let added = false;
       if (stored === undefined) {
         state = { version: newVersionName(plan.view), copied: false, snapshotLsn: null };
         await this.#createVersion(plan, state.version);
@@ -89,11 +90,11 @@ export class TableCatalog {
         this.#stored.set(plan.key, state);
       } else {
         state = stored;
-        await this.#checkVersion(plan, state.version);
+        added = await this.#checkVersion(plan, state.version);
         // Rows written before this process started are not in the cache.
         this.#cache.untracked(plan.key, this.#opened);
       }
-      await this.#admin.ensureView(plan.view, state.version);
+      await this.#admin.ensureView(plan.view, state.version, added);
       const previous = this.#tables.get(plan.key);
       await previous?.appender.close();
       this.#tables.set(plan.key, {
@@ -183,8 +184,8 @@ export class TableCatalog {
     });
   }
 
-  /** The recorded version exists, has the key and the columns' types; missing columns are added. */
-  async #checkVersion(plan: TablePlan, version: string): Promise<void> {
+  /** The recorded version exists, has the key and the columns' types; adds missing columns (true if any). */
+  async #checkVersion(plan: TablePlan, version: string): Promise<boolean> {
     const info = await this.#admin.getTable(version);
     if (info === undefined) {
       throw new PgReplicateError(
@@ -207,6 +208,7 @@ export class TableCatalog {
     const added = await this.#admin.addColumns(version, plan.fields);
     if (added.length > 0)
       this.#options.logger.info(`${plan.key}: added column(s) ${added.map((f) => f.name).join(', ')}`);
+    return added.length > 0;
   }
 
   /** Columns present on both sides keep their BigQuery type and mode. */

@@ -16,6 +16,7 @@ import {
 import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js';
 import { freshDatabase, type TestDatabase } from '../../pg-replicate/test/helpers.js';
 import { BigQuerySink, type BigQuerySinkOptions } from '../src/index.js';
+import { columnNames } from '../src/naming.js';
 import { FakeBigQuery, type FakeRow } from './fake/fake-bigquery.js';
 import type { FakeStoreOptions } from './fake/fake-store.js';
 
@@ -156,8 +157,10 @@ export async function pgRows(
      WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
     [`"${schema}"."${name}"`],
   );
+  // BigQuery's column names (the naming rule is checked on its own in changes.test.ts).
+  const names = columnNames(columns.map((column) => column.name));
   const select = columns
-    .map((column) => `${restExpression(column.name, column.type)} AS "${column.name}"`)
+    .map((column, i) => `${restExpression(column.name, column.type)} AS "${names[i]}"`)
     .join(', ');
   const rows = await db.sql<Record<string, string | null>>(`SELECT ${select} FROM "${schema}"."${name}"`);
   return new Map(rows.map((row) => [String(row.id), row]));

@@ -165,9 +165,17 @@ export class FakeTable {
     return this.#baseline.size + this.#pending.length;
   }
 
+  /** Rows in the current schema: a column added later reads NULL, or `[]` when REPEATED (never NULL). */
   #visible(records: ReadonlyMap<string, ChangeRecord>): FakeRow[] {
     const rows = [...this.#appended];
     for (const record of records.values()) if (!record.deleted) rows.push(record.row);
-    return rows;
+    return rows.map((row) => {
+      const shaped: FakeRow = {};
+      for (const field of this.schema) {
+        const cell = row[field.name] ?? null;
+        shaped[field.name] = field.mode === 'REPEATED' && cell === null ? [] : cell;
+      }
+      return shaped;
+    });
   }
 }
