@@ -79,6 +79,7 @@ export class BigQuerySink implements Sink {
       location: options.location,
       keyFilename: options.keyFilename,
       maxRetries: Math.max(0, options.retry.maxAttempts - 1),
+      maxRetryDelayMs: options.retry.maxDelayMs,
       clientOptions: options.clientOptions,
     });
     try {

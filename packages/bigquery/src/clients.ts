@@ -25,6 +25,8 @@ export interface ClientSettings {
   readonly keyFilename?: string | undefined;
   /** Retries of REST calls by the client itself (429, 5xx, rateLimitExceeded). */
   readonly maxRetries: number;
+  /** Longest pause between two of those retries. */
+  readonly maxRetryDelayMs: number;
   readonly clientOptions?: BigQueryClientOptions | undefined;
 }
 
@@ -41,8 +43,11 @@ export function createClients(settings: ClientSettings): Clients {
   const bigquery = new BigQuery({
     ...auth,
     ...(settings.location === undefined ? {} : { location: settings.location }),
-    autoRetry: true,
-    maxRetries: settings.maxRetries,
+    retryOptions: {
+      autoRetry: true,
+      maxRetries: settings.maxRetries,
+      maxRetryDelay: settings.maxRetryDelayMs / 1000,
+    },
     ...settings.clientOptions?.bigquery,
   });
   const writer = new managedwriter.WriterClient({ ...auth, ...settings.clientOptions?.storageWrite });

@@ -67,6 +67,8 @@ export class TableAppender {
     descriptor: DescriptorProto;
     writer: managedwriter.Writer;
   } | null = null;
+  /** The status a connection failed with: the managed writer fails its other writes with a generic UNAVAILABLE. */
+  readonly #connectionErrors = new WeakMap<StreamConnection, { code: number; message: string }>();
   readonly stats: AppendStats = { requests: 0, rows: 0, bytes: 0, retries: 0 };
 
   constructor(
@@ -216,6 +218,10 @@ export class TableAppender {
       // Errors without a status come from the connection (closed, aborted, broken): start a new one.
       const code = errorCode(error, -1);
       if (code === -1) this.#dropConnection(connection, false);
+      // A write failed because its connection ended: the connection's own status is the reason.
+      const ended = this.#connectionErrors.get(connection);
+      if (ended !== undefined && (code === -1 || code === GrpcStatus.UNAVAILABLE))
+        return { ...ended, rowErrors: [] };
       const message = (error as Error).message;
       return { code: code === -1 ? GrpcStatus.UNAVAILABLE : code, message, rowErrors: [] };
     } finally {
@@ -237,7 +243,13 @@ export class TableAppender {
         .createStreamConnection({ streamId: managedwriter.DefaultStream, destinationTable: this.#path })
         .then((connection) => {
           // Without a listener the managed writer throws its connection errors; ours retires the connection.
-          connection.onConnectionError(() => this.#dropConnection(connection, false));
+          connection.onConnectionError((error) => {
+            this.#connectionErrors.set(connection, {
+              code: errorCode(error, GrpcStatus.UNAVAILABLE),
+              message: error.message,
+            });
+            this.#dropConnection(connection, false);
+          });
           return connection;
         });
       this.#connection = opening;

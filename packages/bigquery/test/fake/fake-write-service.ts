@@ -39,15 +39,20 @@ export const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
 
 /** A failure the fake produces on purpose. */
 export interface WriteFault {
-  /** Only appends to this table (default: any). */
+  /** Only appends to tables whose name starts with this (a view's versions: `public_t__v`; default: any). */
   table?: string;
-  /** `status`: the call ends with this status (the connection breaks); `response`: an in-band error. */
-  as: 'status' | 'response';
+  /**
+   * `status`: the call ends with this status (the connection breaks); `response`: an in-band
+   * error; `silence`: the connection hangs: neither this request nor later ones on it are answered.
+   */
+  as: 'status' | 'response' | 'silence';
   /** gRPC status code, e.g. 14 UNAVAILABLE, 8 RESOURCE_EXHAUSTED, 3 INVALID_ARGUMENT. */
   code: number;
   message?: string;
   /** How many appends it hits (default 1). */
   times?: number;
+  /** Appends to let through before it hits (default 0). */
+  after?: number;
 }
 
 interface AppendRequest {
@@ -75,6 +80,7 @@ interface Connection {
   stream: string | null;
   schema: WriterSchema | null;
   mode: 'cdc' | 'plain' | null;
+  silenced: boolean;
 }
 
 const PROTO_TYPES: Readonly<Record<string, ProtoTypeName>> = {
@@ -142,13 +148,19 @@ export class FakeWriteService {
   }
 
   #appendRows(call: grpc.ServerDuplexStream<AppendRequest, unknown>): void {
-    const connection: Connection = { stream: null, schema: null, mode: null };
+    const connection: Connection = { stream: null, schema: null, mode: null, silenced: false };
     call.on('data', (request: AppendRequest) => {
       this.stats.requests++;
       const stream = request.writeStream || connection.stream || '';
       const table = STREAM_NAME.exec(stream)?.[3] ?? '?';
       const rowCount = request.protoRows?.rows?.serializedRows?.length ?? 0;
       const fault = this.#takeFault(table);
+      if (connection.silenced || fault?.as === 'silence') {
+        // A hung connection: this request and every later one on it stay unanswered.
+        connection.silenced = true;
+        this.log.push({ table, rows: rowCount, outcome: 'silence' });
+        return;
+      }
       if (fault?.as === 'status') {
         this.log.push({ table, rows: rowCount, outcome: `status ${fault.code}` });
         call.emit('error', { code: fault.code, details: fault.message ?? `injected status ${fault.code}` });
@@ -183,9 +195,15 @@ export class FakeWriteService {
   }
 
   #takeFault(table: string): WriteFault | undefined {
-    const index = this.#faults.findIndex((fault) => fault.table === undefined || fault.table === table);
+    const index = this.#faults.findIndex(
+      (fault) => fault.table === undefined || table.startsWith(fault.table),
+    );
     if (index === -1) return undefined;
     const fault = this.#faults[index]!;
+    if ((fault.after ?? 0) > 0) {
+      fault.after = fault.after! - 1;
+      return undefined;
+    }
     fault.times = (fault.times ?? 1) - 1;
     if (fault.times <= 0) this.#faults.splice(index, 1);
     return fault;
@@ -335,7 +353,7 @@ function decodeRows(
   if (rowErrors.length > 0) {
     throw new AppendError(
       grpc.status.INVALID_ARGUMENT,
-      `Errors found while processing rows. Please refer to the rowErrors field for details. The list may not be complete because of the size limitations. Entity: ${table.id}`,
+      `Errors found while processing rows. Please refer to the row_errors field for details. The list may not be complete because of the size limitations. Entity: ${table.id}`,
       rowErrors,
     );
   }
