@@ -48,7 +48,7 @@ export interface DuckDbSinkOptions {
    * other cores to Postgres and the pipeline; more help large CDC deletes on big tables).
    */
   threads?: number;
-  /** DuckDB `memory_limit` of the sink's connection (default `64MB`; larger operations spill to disk). */
+  /** DuckDB `memory_limit` of the sink (default `256MB`; what does not fit spills to `<path>.tmp`). */
   memoryLimit?: string;
   /** Directory for staging files (default: the OS temp directory). */
   stagingDir?: string;
@@ -111,7 +111,7 @@ export class DuckDbSink implements Sink {
     const options = this.#options;
     const db = await DuckDbDatabase.open(options.path, {
       threads: options.threads ?? 1,
-      memoryLimit: options.memoryLimit ?? '64MB',
+      memoryLimit: options.memoryLimit ?? '256MB',
     });
     try {
       const stagingDir = join(

@@ -8,7 +8,7 @@
  * through untouched; change rows are escaped the way COPY escapes them. The file is rewritten for
  * every batch, so it holds one batch at a time (bounded by the batch size, not the table).
  */
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, rmSync, writeSync } from 'node:fs';
 import { literal } from './sql.js';
 
 const CAPACITY = 1 << 20;
@@ -37,6 +37,8 @@ export function escapeCopyText(text: string): string {
 export class StageFile {
   readonly path: string;
   #fd: number | null = null;
+  /** Where the next write goes (the file is truncated, not reopened, for each batch). */
+  #position = 0;
   readonly #buffer = Buffer.allocUnsafe(CAPACITY);
   #used = 0;
   #fieldsInRow = 0;
@@ -55,7 +57,8 @@ export class StageFile {
   /** Empties the file for the next batch. */
   reset(): void {
     if (this.#fd === null) this.#fd = openSync(this.path, 'w');
-    else this.#truncate();
+    else ftruncateSync(this.#fd, 0);
+    this.#position = 0;
     this.#used = 0;
     this.#fieldsInRow = 0;
     this.#lineBytes = 0;
@@ -158,11 +161,10 @@ export class StageFile {
   #write(bytes: Buffer): void {
     if (this.#fd === null) this.#fd = openSync(this.path, 'w');
     let offset = 0;
-    while (offset < bytes.length) offset += writeSync(this.#fd, bytes, offset, bytes.length - offset);
-  }
-
-  #truncate(): void {
-    closeSync(this.#fd!);
-    this.#fd = openSync(this.path, 'w');
+    while (offset < bytes.length) {
+      const written = writeSync(this.#fd, bytes, offset, bytes.length - offset, this.#position);
+      offset += written;
+      this.#position += written;
+    }
   }
 }
