@@ -1,0 +1,204 @@
+/**
+ * The pure parts, without a database: array text splitting, COPY escaping, the change collapser
+ * and the type mapping.
+ */
+import { describe, expect, it } from 'vitest';
+import type { RowChangeEvent, RowData, TableSchema, TransactionInfo } from '../../pg-replicate/src/index.js';
+import { unescapeCopyText } from '../../pg-replicate/src/row.js';
+import { TypeRegistry } from '../../pg-replicate/src/types/type-registry.js';
+import { splitArrayText } from '../src/array-text.js';
+import { ChangeCollapser, type KeyedEntry } from '../src/change-collapser.js';
+import { escapeCopyText } from '../src/stage-file.js';
+import { rowIdentity } from '../src/table-plan.js';
+import { mapColumn, UnrepresentableValueError } from '../src/type-mapping.js';
+
+/** A row of text values; `undefined` marks an unchanged TOAST value. */
+class Row implements RowData {
+  constructor(readonly values: (string | null | undefined)[]) {}
+  get length(): number {
+    return this.values.length;
+  }
+  isNull(i: number): boolean {
+    return this.values[i] === null;
+  }
+  isUnchangedToast(i: number): boolean {
+    return this.values[i] === undefined;
+  }
+  text(i: number): string | null {
+    return this.values[i] ?? null;
+  }
+}
+
+const tx: TransactionInfo = { xid: 1, commitLsn: 100n, commitTime: 0n };
+
+function table(identity: TableSchema['replicaIdentity'], primaryKey: string[]): TableSchema {
+  const column = (name: string, isKey: boolean) => ({
+    name,
+    typeOid: 25,
+    typeMod: -1,
+    typeName: 'text',
+    nullable: true,
+    isKey,
+  });
+  return {
+    relationId: 1,
+    schema: 'public',
+    name: 't',
+    columns: [column('id', primaryKey.includes('id')), column('v', false), column('big', false)],
+    primaryKey,
+    replicaIdentity: identity,
+  };
+}
+
+const keyed = table('default', ['id']);
+const insert = (values: (string | null)[]): RowChangeEvent => ({
+  op: 'insert',
+  table: keyed,
+  new: new Row(values),
+  lsn: 1n,
+  tx,
+});
+const update = (values: (string | null | undefined)[], oldKey?: string): RowChangeEvent => ({
+  op: 'update',
+  table: keyed,
+  new: new Row(values),
+  old: oldKey === undefined ? undefined : new Row([oldKey, null, null]),
+  oldIsKey: oldKey !== undefined,
+  lsn: 1n,
+  tx,
+});
+const remove = (key: string): RowChangeEvent => ({
+  op: 'delete',
+  table: keyed,
+  old: new Row([key, null, null]),
+  oldIsKey: true,
+  lsn: 1n,
+  tx,
+});
+
+function collapse(events: RowChangeEvent[]): Map<string, KeyedEntry> {
+  const collapser = new ChangeCollapser(rowIdentity(keyed));
+  for (const event of events) collapser.add(event);
+  return new Map([...collapser.keyedEntries].map((entry) => [entry.key.join(','), entry]));
+}
+
+const rowOf = (entry: KeyedEntry | undefined) =>
+  entry?.row ? Array.from({ length: entry.row.length }, (_, i) => entry.row!.text(i)) : null;
+
+describe('splitArrayText', () => {
+  it('splits what array_out prints', () => {
+    expect(splitArrayText('{1,2,NULL}').elements).toEqual(['1', '2', null]);
+    expect(splitArrayText('{"a,b","c\\"d","NULL","",x}').elements).toEqual(['a,b', 'c"d', 'NULL', '', 'x']);
+    expect(splitArrayText('{"\\\\"}').elements).toEqual(['\\']);
+    expect(splitArrayText('{}').elements).toEqual([]);
+    expect(splitArrayText('{{1,2},{3,4}}').elements).toEqual([
+      ['1', '2'],
+      ['3', '4'],
+    ]);
+    expect(splitArrayText('{(1,2);(3,4)}', ';').elements).toEqual(['(1,2)', '(3,4)']);
+    expect(splitArrayText('[0:1]={a,b}')).toEqual({ elements: ['a', 'b'], lowerBounds: [0] });
+    expect(() => splitArrayText('{1,2')).toThrow(/malformed/);
+  });
+});
+
+describe('escapeCopyText', () => {
+  it('escapes as COPY TO does, and the core reads it back', () => {
+    for (const text of ['plain', 'tab\there', 'a\nb\r\nc', '\\N', 'back\\slash\\n', '\b\f\v', 'ü€😀', '']) {
+      const escaped = Buffer.from(escapeCopyText(text));
+      expect(escaped.includes(0x09) || escaped.includes(0x0a) || escaped.includes(0x0d)).toBe(false);
+      expect(unescapeCopyText(escaped, 0, escaped.length)).toBe(text);
+    }
+  });
+});
+
+describe('ChangeCollapser', () => {
+  it('keeps the last state of each key, deleting first only what may already exist', () => {
+    const entries = collapse([
+      insert(['1', 'a', 'x']),
+      update(['1', 'b', 'x']),
+      insert(['2', 'a', 'x']),
+      remove('2'),
+      remove('3'),
+      insert(['3', 'again', 'x']),
+      update(['4', 'c', 'y']),
+    ]);
+    expect(entries.get('1')).toMatchObject({ deleteExisting: false });
+    expect(rowOf(entries.get('1'))).toEqual(['1', 'b', 'x']);
+    expect(entries.get('2')).toMatchObject({ deleteExisting: false, row: null }); // never reaches DuckDB
+    expect(entries.get('3')).toMatchObject({ deleteExisting: true });
+    expect(rowOf(entries.get('3'))).toEqual(['3', 'again', 'x']);
+    expect(entries.get('4')).toMatchObject({ deleteExisting: true, unchanged: null });
+  });
+
+  it('resolves unchanged TOAST values from the run, or names the row in DuckDB that has them', () => {
+    const entries = collapse([
+      insert(['1', 'a', 'big1']),
+      update(['1', 'b', undefined]), // from the insert above
+      update(['5', 'c', undefined], '4'), // key 4 → 5: from DuckDB's row 4
+      update(['6', 'd', undefined], '5'), // and on to 6: still from row 4
+    ]);
+    expect(rowOf(entries.get('1'))).toEqual(['1', 'b', 'big1']);
+    expect(entries.get('1')?.unchanged).toBeNull();
+    expect(entries.get('4')).toMatchObject({ deleteExisting: true, row: null });
+    expect(entries.get('5')).toMatchObject({ row: null });
+    const six = entries.get('6')!;
+    expect(Array.from(six.unchanged!)).toEqual([0, 0, 1]);
+    expect(six.origin).toEqual(['4']);
+    expect(rowOf(six)).toEqual(['6', 'd', null]);
+  });
+
+  it('counts whole rows under REPLICA IDENTITY FULL without a key', () => {
+    const full = table('full', []);
+    const collapser = new ChangeCollapser(rowIdentity(full));
+    const row = (values: string[]) => new Row(values);
+    collapser.add({ op: 'insert', table: full, new: row(['1', 'a', 'x']), lsn: 1n, tx });
+    collapser.add({ op: 'insert', table: full, new: row(['1', 'a', 'x']), lsn: 1n, tx });
+    collapser.add({ op: 'delete', table: full, old: row(['1', 'a', 'x']), oldIsKey: false, lsn: 1n, tx });
+    collapser.add({
+      op: 'update',
+      table: full,
+      new: new Row(['2', 'b', undefined]),
+      old: row(['2', 'a', 'y']),
+      oldIsKey: false,
+      lsn: 1n,
+      tx,
+    });
+    expect([...collapser.rowCounts].map(({ row, count }) => [row.join('|'), count])).toEqual([
+      ['1|a|x', 1],
+      ['2|a|y', -1],
+      ['2|b|y', 1],
+    ]);
+  });
+});
+
+describe('type mapping', () => {
+  const types = new TypeRegistry();
+  const map = (typeOid: number, typeMod = -1) =>
+    mapColumn({ name: 'c', typeOid, typeMod, typeName: '', nullable: true, isKey: false }, types);
+  const numeric = (precision: number, scale: number) => ((precision << 16) | (scale & 0x7ff)) + 4;
+
+  it('keeps numeric exact: DECIMAL when it fits, text otherwise', () => {
+    expect(map(1700, numeric(12, 2)).duckType).toBe('DECIMAL(12,2)');
+    expect(map(1700, numeric(38, 38)).duckType).toBe('DECIMAL(38,38)');
+    expect(map(1700, numeric(39, 2)).duckType).toBe('VARCHAR');
+    expect(map(1700, numeric(5, -2)).duckType).toBe('VARCHAR');
+    expect(map(1700).duckType).toBe('VARCHAR');
+  });
+
+  it('maps arrays to lists of their element type, refusing what a LIST cannot hold', () => {
+    const ints = map(1007);
+    expect(ints.duckType).toBe('INTEGER[]');
+    expect(ints.prepare!('{1,NULL,3}')).toBe('["1",null,"3"]');
+    expect(() => ints.prepare!('{{1,2},{3,4}}')).toThrow(UnrepresentableValueError);
+    expect(() => ints.prepare!('[0:1]={1,2}')).toThrow(/lower bounds/);
+    const intervals = map(1187);
+    expect(intervals.duckType).toBe('INTERVAL[]');
+    expect(intervals.prepare!('{"1 day",NULL}')).toBe('["0 1 0",null]');
+  });
+
+  it('stages intervals as months, days and microseconds', () => {
+    const interval = map(1186);
+    expect(interval.prepare!('1 year 2 mons -3 days +04:05:06.000007')).toBe('14 -3 14706000007');
+    expect(() => interval.prepare!('infinity')).toThrow(/infinity/);
+  });
+});
