@@ -21,10 +21,11 @@ import {
   tableKey,
 } from 'pg-replicate';
 import { ChangeCollapser, MergedRow, type Texts, UnappliableChangeError } from './change-collapser.js';
-import { changelogInsertSql, changelogStagedNames, stageChangelog, stageRowFields } from './changelog.js';
+import { changelogInsertSql, changelogStagedNames, stageChangelog } from './changelog.js';
 import { runConverting } from './conversion-errors.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import type { StageFile } from './stage-file.js';
+import { stageRowFields } from './stage-rows.js';
 import type { TableCatalog } from './table-catalog.js';
 import type { TablePlan } from './table-plan.js';
 import { fromStaged } from './type-mapping.js';
@@ -38,6 +39,7 @@ interface Pending {
 
 const ROWS_TABLE = '_pg_replicate_rows';
 
+/** Applies change batches set-wise into the sink's open DuckDB transaction (see the module comment). */
 export class ChangeApplier {
   readonly #db: DuckDbDatabase;
   readonly #catalog: TableCatalog;

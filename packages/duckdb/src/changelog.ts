@@ -23,6 +23,7 @@ import {
 } from 'pg-replicate';
 import { ident, qualified } from './sql.js';
 import type { StageFile } from './stage-file.js';
+import { stageRowFields } from './stage-rows.js';
 import type { WantedColumn } from './table-ddl.js';
 import type { TablePlan } from './table-plan.js';
 import { fromStaged, unescapeCopySql } from './type-mapping.js';
@@ -89,32 +90,6 @@ export function stageChangelog(
       stageRowFields(stage, plan, row);
     }
     stage.endRow();
-  }
-}
-
-/** Stages a row's columns: NULL, or text (after the column's `prepare`). */
-export function stageRowFields(stage: StageFile, plan: TablePlan, row: RowData): void {
-  for (let i = 0; i < plan.columns.length; i++) {
-    const text = row.text(i);
-    const prepare = plan.columns[i]!.mapping.prepare;
-    stage.field(text === null || prepare === null ? text : prepareValue(plan, i, text));
-  }
-}
-
-/** Runs a column's `prepare`, naming the table and column when DuckDB cannot hold the value. */
-export function prepareValue(plan: TablePlan, column: number, text: string): string {
-  try {
-    return plan.columns[column]!.mapping.prepare!(text);
-  } catch (error) {
-    const name = plan.columns[column]!.name;
-    throw new PgReplicateError(
-      'SINK_ERROR',
-      `a value of column "${name}" of ${plan.key} cannot be stored in DuckDB: ${(error as Error).message}`,
-      {
-        hint: `ALTER TABLE ${plan.target} ALTER COLUMN ${ident(name)} TYPE VARCHAR in DuckDB to keep the Postgres text form of this column, then restart`,
-        cause: error,
-      },
-    );
   }
 }
 

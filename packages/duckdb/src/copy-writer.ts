@@ -11,10 +11,11 @@
  * table's size.
  */
 import { CopyTextRow, type Lsn, type RowData } from 'pg-replicate';
-import { changelogCopySql, prepareValue } from './changelog.js';
+import { changelogCopySql } from './changelog.js';
 import { runConverting } from './conversion-errors.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import type { StageFile } from './stage-file.js';
+import { prepareValue } from './stage-rows.js';
 import type { TablePlan } from './table-plan.js';
 import { fromStaged } from './type-mapping.js';
 
@@ -30,6 +31,7 @@ export interface CopyTarget {
   readonly changelog: boolean;
 }
 
+/** Stages and loads one table's copied rows at a time (see the module comment). */
 export class CopyWriter {
   readonly #db: DuckDbDatabase;
   readonly #files: readonly [StageFile, StageFile];

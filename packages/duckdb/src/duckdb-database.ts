@@ -7,6 +7,7 @@
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { PgReplicateError } from 'pg-replicate';
 
+/** DuckDB settings the sink passes through. */
 export interface OpenOptions {
   /** DuckDB worker threads (default: DuckDB's, one per core). */
   threads?: number | undefined;
@@ -16,6 +17,7 @@ export interface OpenOptions {
 
 type Row = Record<string, unknown>;
 
+/** The sink's DuckDB file and connection, with errors named and the open transaction tracked. */
 export class DuckDbDatabase {
   readonly path: string;
   readonly #instance: DuckDBInstance;

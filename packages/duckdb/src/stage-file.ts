@@ -34,6 +34,7 @@ export function escapeCopyText(text: string): string {
   return NEEDS_ESCAPE.test(text) ? text.replace(ESCAPABLE, (char) => ESCAPES[char]!) : text;
 }
 
+/** One staging file, rewritten for every batch; written through a 1 MiB buffer. */
 export class StageFile {
   readonly path: string;
   #fd: number | null = null;

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS ${STATE_SCHEMA}.tables (
   updated_at TIMESTAMPTZ
 );`;
 
+/** Reads and writes one pipeline's resumption state (inside the caller's transaction). */
 export class StateStore {
   readonly #db: DuckDbDatabase;
   readonly #pipeline: string;

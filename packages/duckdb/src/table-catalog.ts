@@ -17,10 +17,12 @@ import {
   type TablePlan,
 } from './table-plan.js';
 
+/** What the catalog keeps: materialized tables, changelog tables, or both. */
 export interface CatalogOptions {
   readonly changelog: ChangelogMode;
 }
 
+/** Creates and alters the DuckDB tables, and hands out the plan for each schema. */
 export class TableCatalog {
   readonly #db: DuckDbDatabase;
   readonly #types: TypeRegistry;
