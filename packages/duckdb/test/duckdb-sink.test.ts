@@ -5,13 +5,16 @@
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RowData, TableSchema } from '../../pg-replicate/src/index.js';
 import { Pipeline } from '../../pg-replicate/src/pipeline/pipeline.js';
 import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js';
+import { TypeRegistry } from '../../pg-replicate/src/types/type-registry.js';
 import { DuckDbSink } from '../src/index.js';
 import {
   currentLsn,
   expectEqualTables,
   freshDatabase,
+  queryDuckDb,
   replicate,
   scratchDir,
   type TestDatabase,
@@ -197,5 +200,56 @@ describe('DuckDB sink', () => {
       code: 'SINK_ERROR',
       message: expect.stringMatching(/column "grid" of "public"."odd".*multi-dimensional/),
     });
+  });
+
+  it('rolls back a transaction left open by a batch without commit when closed', async () => {
+    const path = join(scratch.dir, 'open-tx.duckdb');
+    const schema: TableSchema = {
+      relationId: 1,
+      schema: 'public',
+      name: 'opentx',
+      columns: [
+        { name: 'id', typeOid: 23, typeMod: -1, typeName: 'integer', nullable: false, isKey: true },
+        { name: 'v', typeOid: 25, typeMod: -1, typeName: 'text', nullable: true, isKey: false },
+      ],
+      primaryKey: ['id'],
+      replicaIdentity: 'default',
+    };
+    const row = (id: number, v: string): RowData => ({
+      length: 2,
+      isNull: () => false,
+      isUnchangedToast: () => false,
+      text: (i: number) => (i === 0 ? String(id) : v),
+    });
+    const tx = { xid: 7, commitLsn: 0x2000n, commitTime: 0n };
+    const inserts = (from: number, to: number) =>
+      Array.from({ length: to - from + 1 }, (_, k) => ({
+        op: 'insert' as const,
+        table: schema,
+        new: row(from + k, `v${from + k}`),
+        lsn: 0x1000n + BigInt(k),
+        tx,
+      }));
+    const context = { types: new TypeRegistry(), pipelineId: 'opentx' };
+
+    const sink = new DuckDbSink({ path });
+    expect(await sink.open(context)).toEqual({ copiedTables: new Map(), lastLsn: null });
+    await sink.prepare([schema]);
+    await sink.writeChanges({ events: inserts(1, 50) }); // the first part of a transaction
+    await sink.writeChanges({ events: inserts(51, 60) });
+    await sink.close(); // stopped before its commit arrived
+
+    const again = new DuckDbSink({ path });
+    expect((await again.open(context)).lastLsn).toBeNull();
+    await again.prepare([schema]);
+    await again.writeChanges({ events: inserts(1, 50) }); // delivered again, in full
+    await again.writeChanges({ events: inserts(51, 60), commit: { lsn: 0x2010n } });
+    await again.close();
+    expect(
+      await queryDuckDb(path, 'SELECT count(*)::INTEGER AS n, max(id) AS top FROM public.opentx'),
+    ).toEqual([{ n: 60, top: 60 }]);
+    const reopened = new DuckDbSink({ path });
+    expect((await reopened.open(context)).lastLsn).toBe(0x2010n);
+    await reopened.close();
   });
 });
