@@ -13,7 +13,7 @@
  *   is still open: Postgres sends that transaction again.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChangeBatch, Lsn, RowData, Sink, SinkContext, SinkState, TableSchema } from 'pg-replicate';
@@ -52,6 +52,32 @@ export interface DuckDbSinkOptions {
   memoryLimit?: string;
   /** Directory for staging files (default: the OS temp directory). */
   stagingDir?: string;
+}
+
+const STAGING_PREFIX = 'pg-replicate-duckdb-';
+
+/** Removes staging directories left by sinks whose process is gone (killed before `close`). */
+function removeAbandonedStaging(root: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(/^pg-replicate-duckdb-(\d+)-[0-9a-f]+$/.exec(name)?.[1]);
+    if (!Number.isInteger(pid) || pid === process.pid || isRunning(pid)) continue;
+    rmSync(join(root, name), { recursive: true, force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 interface OpenState {
@@ -114,9 +140,11 @@ export class DuckDbSink implements Sink {
       memoryLimit: options.memoryLimit ?? '256MB',
     });
     try {
+      const stagingRoot = options.stagingDir ?? tmpdir();
+      removeAbandonedStaging(stagingRoot);
       const stagingDir = join(
-        options.stagingDir ?? tmpdir(),
-        `pg-replicate-duckdb-${process.pid}-${randomBytes(4).toString('hex')}`,
+        stagingRoot,
+        `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`,
       );
       mkdirSync(stagingDir, { recursive: true });
       const stages = [0, 1, 2].map((i) => new StageFile(join(stagingDir, `stage-${i}.tsv`)));
