@@ -24,7 +24,7 @@ const rows = [];
 let failed = 0;
 try {
   console.log(
-    `${trials} trials, ${kills} SIGKILLs each (the first during the backfill), Postgres on port ${cluster.port}\n`,
+    `${trials} trials, ${kills} SIGKILLs each (the first two aimed at the backfill), Postgres on port ${cluster.port}\n`,
   );
   console.log('trial  seed  kills backfill/cdc  transactions  rows (pg)  lost  duplicated  result');
   for (let i = 0; i < trials; i++) {
