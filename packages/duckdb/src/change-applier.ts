@@ -187,7 +187,7 @@ export class ChangeApplier {
           `CASE WHEN substr(s._u, ${i + 1}, 1) = '1' THEN o.${column.sql} ELSE ${convert(i, `s.c${i}`)} END AS ${column.sql}`,
       );
       await this.#convert(
-        `CREATE OR REPLACE TEMP TABLE ${ROWS_TABLE} AS SELECT ${values.join(', ')}, (s._u IS NOT NULL AND o.rowid IS NULL) AS _missing
+        `CREATE OR REPLACE TEMP TABLE ${ROWS_TABLE} AS SELECT ${values.join(', ')}, (s._u IS NOT NULL AND o.${plan.columns[keyColumns[0]!]!.sql} IS NULL) AS _missing
            FROM ${read} AS s LEFT JOIN ${plan.target} AS o ON ${join.join(' AND ')} WHERE s._w = '1'`,
         what,
         plan,

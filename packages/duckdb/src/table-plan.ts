@@ -106,6 +106,14 @@ export function buildPlan(
 ): TablePlan {
   checkColumns(table);
   const identity = rowIdentity(table);
+  if (identity.kind === 'row' && table.columns.some((column) => column.name.toLowerCase() === 'rowid')) {
+    // Whole-row deletes pick rows by DuckDB's rowid, which a column of that name hides.
+    throw new PgReplicateError(
+      'SCHEMA_UNSUPPORTED',
+      `table ${tableKey(table)} is identified by its whole row and has a column named rowid, which hides DuckDB's row ids`,
+      { hint: 'give the table a primary key (or rename the column)' },
+    );
+  }
   const columns = table.columns.map((column): ColumnPlan => {
     const expected = mapColumn(column, types);
     const duckType = actual.get(column.name);
