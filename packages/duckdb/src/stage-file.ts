@@ -81,6 +81,22 @@ export class StageFile {
     else this.#text(escapeCopyText(text));
   }
 
+  /**
+   * Appends one field from the UTF-8 bytes of its text, escaping only if it holds a character
+   * COPY escapes (most values do not, and are copied without ever becoming a string).
+   */
+  bytesField(bytes: Buffer): void {
+    if (this.#fieldsInRow++ > 0) this.#byte(TAB);
+    for (let i = 0; i < bytes.length; i++) {
+      const byte = bytes[i]!;
+      if (byte === 0x5c || (byte < 0x0e && byte >= 0x08)) {
+        this.#text(escapeCopyText(bytes.toString('utf8')));
+        return;
+      }
+    }
+    this.#put(bytes);
+  }
+
   /** Appends one field whose text needs no escaping (digits, flags). */
   plainField(text: string): void {
     if (this.#fieldsInRow++ > 0) this.#byte(TAB);

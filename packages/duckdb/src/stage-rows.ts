@@ -8,11 +8,28 @@ import { ident } from './sql.js';
 import type { StageFile } from './stage-file.js';
 import type { TablePlan } from './table-plan.js';
 
+/** A row that can hand out the raw bytes of a value (pgoutput's `TupleData`). */
+interface RawRow extends RowData {
+  raw(index: number): Buffer | null;
+}
+
+function hasRaw(row: RowData): row is RawRow {
+  return typeof (row as Partial<RawRow>).raw === 'function';
+}
+
 /** Stages a row's columns: NULL, or text (after the column's `prepare`). */
 export function stageRowFields(stage: StageFile, plan: TablePlan, row: RowData): void {
+  const raw = hasRaw(row);
   for (let i = 0; i < plan.columns.length; i++) {
-    const text = row.text(i);
     const prepare = plan.columns[i]!.mapping.prepare;
+    if (raw && prepare === null && !row.isUnchangedToast(i)) {
+      // Straight from the message bytes: no string made unless the value needs escaping.
+      const bytes = row.raw(i);
+      if (bytes === null) stage.field(null);
+      else stage.bytesField(bytes);
+      continue;
+    }
+    const text = row.text(i);
     stage.field(text === null || prepare === null ? text : prepareValue(plan, i, text));
   }
 }

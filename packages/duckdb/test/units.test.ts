@@ -2,13 +2,16 @@
  * The pure parts, without a database: array text splitting, COPY escaping, the change collapser
  * and the type mapping.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RowChangeEvent, RowData, TableSchema, TransactionInfo } from '../../pg-replicate/src/index.js';
 import { unescapeCopyText } from '../../pg-replicate/src/row.js';
 import { TypeRegistry } from '../../pg-replicate/src/types/type-registry.js';
 import { splitArrayText } from '../src/array-text.js';
 import { ChangeCollapser, type KeyedEntry } from '../src/change-collapser.js';
-import { escapeCopyText } from '../src/stage-file.js';
+import { escapeCopyText, StageFile } from '../src/stage-file.js';
 import { rowIdentity } from '../src/table-plan.js';
 import { mapColumn, UnrepresentableValueError } from '../src/type-mapping.js';
 
@@ -98,6 +101,27 @@ describe('splitArrayText', () => {
     expect(splitArrayText('{(1,2);(3,4)}', ';').elements).toEqual(['(1,2)', '(3,4)']);
     expect(splitArrayText('[0:1]={a,b}')).toEqual({ elements: ['a', 'b'], lowerBounds: [0] });
     expect(() => splitArrayText('{1,2')).toThrow(/malformed/);
+  });
+});
+
+describe('StageFile', () => {
+  it('writes fields from bytes exactly as from text', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stage-file-'));
+    try {
+      const stage = new StageFile(join(dir, 'stage.tsv'));
+      stage.reset();
+      const values = ['plain', 'tab\there', 'back\\slash', 'ü€😀', '', '\r\n'];
+      for (const value of values) stage.bytesField(Buffer.from(value));
+      stage.field(null);
+      stage.endRow();
+      stage.flush();
+      expect(readFileSync(join(dir, 'stage.tsv'), 'utf8')).toBe(
+        `${[...values.map(escapeCopyText), '\\N'].join('\t')}\n`,
+      );
+      stage.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
