@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChangeBatch, Lsn, RowData, Sink, SinkContext, SinkState, TableSchema } from 'pg-replicate';
 import { PgReplicateError } from 'pg-replicate';
@@ -44,8 +44,8 @@ export interface DuckDbSinkOptions {
    */
   appendOnlyWithoutKey?: boolean;
   /**
-   * DuckDB worker threads (default 1: the sink's statements are small and one thread leaves the
-   * other cores to Postgres and the pipeline; more help large CDC deletes on big tables).
+   * DuckDB worker threads (default: one core less than the machine has, at most 4, at least 1 —
+   * the pipeline's own thread and Postgres need the rest; on two cores, more threads were slower).
    */
   threads?: number;
   /** DuckDB `memory_limit` of the sink (default `256MB`; what does not fit spills to `<path>.tmp`). */
@@ -136,7 +136,7 @@ export class DuckDbSink implements Sink {
     this.#streaming = false;
     const options = this.#options;
     const db = await DuckDbDatabase.open(options.path, {
-      threads: options.threads ?? 1,
+      threads: options.threads ?? Math.min(4, Math.max(1, availableParallelism() - 1)),
       memoryLimit: options.memoryLimit ?? '256MB',
     });
     try {
