@@ -66,6 +66,9 @@ export class BigQuerySink implements Sink {
   readonly #copyWriter = new ProtoWriter(1024 * 1024);
   /** Snapshot LSNs of the copies in progress (their rows' sequence numbers). */
   readonly #snapshots = new Map<string, Lsn>();
+  /** The stored position, and how far appends may have gone beyond it. */
+  #lastLsn: Lsn | null = null;
+  #appendingUpTo: Lsn | null = null;
 
   constructor(options: BigQuerySinkOptions) {
     this.#options = resolveOptions(options);
@@ -102,6 +105,12 @@ export class BigQuerySink implements Sink {
       );
       await state.ensure(stateAppender);
       const stored = await state.load();
+      this.#lastLsn = stored.lastLsn;
+      this.#appendingUpTo = stored.appendingUpTo;
+      const replayUpTo =
+        stored.appendingUpTo !== null && (stored.lastLsn === null || stored.appendingUpTo > stored.lastLsn)
+          ? stored.appendingUpTo
+          : null;
       const cache = new RecentValues(options.toastCacheBytes);
       const catalog = new TableCatalog(
         admin,
@@ -117,6 +126,7 @@ export class BigQuerySink implements Sink {
         marginMs: options.clockMarginMs,
         pollMs: Math.min(5_000, Math.max(100, options.maxStalenessMs / 10)),
         log: (message) => options.logger.warn(message),
+        replayUpTo,
       });
       this.#open = {
         clients,
@@ -178,8 +188,23 @@ export class BigQuerySink implements Sink {
   async writeChanges(batch: ChangeBatch): Promise<void> {
     const open = this.#require();
     try {
+      // First say how far this batch's appends may go (see StateTable), then append, then record.
+      let newest: Lsn | null = null;
+      for (const event of batch.events) {
+        if (event.op !== 'schema' && (newest === null || event.tx.commitLsn > newest))
+          newest = event.tx.commitLsn;
+      }
+      if (newest !== null && (this.#appendingUpTo === null || newest > this.#appendingUpTo)) {
+        this.#appendingUpTo = newest;
+        await open.state.setPosition(this.#lastLsn, newest);
+      }
       await open.changes.write(batch.events);
-      if (batch.commit) await open.state.setPosition(batch.commit.lsn);
+      if (batch.commit) {
+        this.#lastLsn = batch.commit.lsn;
+        if (this.#appendingUpTo === null || this.#lastLsn > this.#appendingUpTo)
+          this.#appendingUpTo = this.#lastLsn;
+        await open.state.setPosition(this.#lastLsn, this.#appendingUpTo);
+      }
     } catch (error) {
       open.changes.reset();
       throw error;

@@ -37,6 +37,8 @@ interface TableRows {
   readonly live: LiveTable;
   readonly rows: OutRow[];
   readonly pending: PendingRow[];
+  /** Rows taking unchanged values from an earlier row of the segment, in order. */
+  readonly follows: { readonly values: RowValues; readonly source: RowValues }[];
   /** Each key's latest values in this segment (null: deleted). */
   readonly latest: Map<string, RowValues | null>;
 }
@@ -101,7 +103,7 @@ export class ChangeWriter {
     const key = tableKey(event.table);
     let target = segment.get(key);
     if (target === undefined) {
-      target = { live: this.#catalog.get(key), rows: [], pending: [], latest: new Map() };
+      target = { live: this.#catalog.get(key), rows: [], pending: [], follows: [], latest: new Map() };
       segment.set(key, target);
     }
     const { live, rows, latest } = target;
@@ -131,8 +133,25 @@ export class ChangeWriter {
     const oldKey = oldValues === null ? newKey : rowKey(plan, oldValues);
     if (values.includes(UNCHANGED)) {
       const wholeOld = event.oldIsKey ? null : oldValues;
-      if (this.#resolver.fillLocally(plan, oldKey, values, wholeOld, latest)) {
-        target.pending.push({ values, keyValues: oldKeyValues, key: oldKey, describe: describe(event.new) });
+      const batchRow = latest.get(oldKey);
+      const left = this.#resolver.fillLocally(
+        plan,
+        oldKey,
+        values,
+        wholeOld,
+        latest.has(oldKey) ? batchRow : undefined,
+      );
+      if (left === 'lookup') {
+        const candidates = [{ keyValues: oldKeyValues, key: oldKey }];
+        if (oldKey !== newKey && !latest.has(newKey)) candidates.unshift({ keyValues: values, key: newKey });
+        target.pending.push({
+          values,
+          candidates,
+          describe: describe(event.new),
+          commitLsn: event.tx.commitLsn,
+        });
+      } else if (left === 'follow') {
+        target.follows.push({ values, source: batchRow! });
       }
     }
     if (oldKey !== newKey) {
@@ -150,11 +169,13 @@ export class ChangeWriter {
     await Promise.all([...segment.values()].map((target) => this.#flushTable(target)));
   }
 
-  async #flushTable({ live, rows, pending, latest }: TableRows): Promise<void> {
+  async #flushTable({ live, rows, pending, follows, latest }: TableRows): Promise<void> {
     const { plan, appender } = live;
     await this.#resolver.fetch(plan, live.state.version, pending);
+    for (const { values, source } of follows) this.#resolver.follow(plan, values, source);
     const encoded = this.#encode(live, rows);
-    await appender.append(encoded, (index) => rows[index]!.describe());
+    // In order: after a crash, BigQuery holds a prefix of a table's changes (see ToastResolver).
+    await appender.append(encoded, (index) => rows[index]!.describe(), { ordered: true });
     if (plan.toastable.length === 0) return;
     const now = Date.now();
     for (const [key, values] of latest) {

@@ -6,6 +6,11 @@
  *
  * A state row is appended only after the data it covers was acknowledged, and state writes are
  * sent one at a time, so BigQuery's default ordering (the later ingestion wins) keeps the newest.
+ *
+ * The position row also says how far appends may have gone beyond it (`appendingUpTo`, written
+ * before a batch's rows are sent): after a crash, changes up to there may already be in BigQuery,
+ * which the unchanged-TOAST lookup must know (a row it looks for may be deleted by a later change
+ * that already landed).
  * The table has no `max_staleness`: reading it at start is always fresh (it is a few rows).
  */
 import type { protos } from '@google-cloud/bigquery-storage';
@@ -39,6 +44,8 @@ export interface TableState {
 
 export interface StoredState {
   readonly lastLsn: Lsn | null;
+  /** Changes committed up to here may have been appended (by an earlier run) beyond `lastLsn`. */
+  readonly appendingUpTo: Lsn | null;
   readonly tables: ReadonlyMap<string, TableState>;
 }
 
@@ -81,12 +88,14 @@ export class StateTable {
       'reading the resumption state from',
     );
     let lastLsn: Lsn | null = null;
+    let appendingUpTo: Lsn | null = null;
     const tables = new Map<string, TableState>();
     for (const row of rows) {
       const entry = String(row.f[0]?.v);
       const payload = parsePayload(entry, row.f[1]?.v);
       if (entry === POSITION) {
         lastLsn = typeof payload.lastLsn === 'string' ? parseLsn(payload.lastLsn) : null;
+        appendingUpTo = typeof payload.appendingUpTo === 'string' ? parseLsn(payload.appendingUpTo) : null;
       } else if (entry.startsWith(TABLE_PREFIX) && typeof payload.version === 'string') {
         tables.set(entry.slice(TABLE_PREFIX.length), {
           version: payload.version,
@@ -95,11 +104,15 @@ export class StateTable {
         });
       }
     }
-    return { lastLsn, tables };
+    return { lastLsn, appendingUpTo, tables };
   }
 
-  async setPosition(lsn: Lsn): Promise<void> {
-    await this.#write(POSITION, { lastLsn: formatLsn(lsn) });
+  /** Records the position (`lastLsn`) and how far appends may go beyond it. */
+  async setPosition(lastLsn: Lsn | null, appendingUpTo: Lsn | null): Promise<void> {
+    await this.#write(POSITION, {
+      lastLsn: lastLsn === null ? null : formatLsn(lastLsn),
+      appendingUpTo: appendingUpTo === null ? null : formatLsn(appendingUpTo),
+    });
   }
 
   async setTable(key: string, state: TableState): Promise<void> {

@@ -93,10 +93,19 @@ export class TableAppender {
 
   /**
    * Appends `rows`; resolves once BigQuery acknowledged every one. `describe(i)` names row `i` in
-   * error messages (its key and change).
+   * error messages (its key and change). `ordered`: one request at a time (else `maxInFlight`).
    */
-  async append(rows: readonly Uint8Array[], describe: (index: number) => string): Promise<void> {
+  async append(
+    rows: readonly Uint8Array[],
+    describe: (index: number) => string,
+    { ordered = false }: { ordered?: boolean } = {},
+  ): Promise<void> {
     const chunks = this.#chunks(rows, describe);
+    if (ordered) {
+      // Each request waits for the one before: whatever fails, BigQuery holds a prefix of the rows.
+      for (const [start, end] of chunks) await this.#sendWithRetry(rows, start, end, describe);
+      return;
+    }
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < chunks.length) {

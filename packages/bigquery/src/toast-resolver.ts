@@ -15,7 +15,7 @@
  * at run time). The resolver waits for the first of the two; with `max_staleness` 0 it never waits.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PgReplicateError } from 'pg-replicate';
+import { type Lsn, PgReplicateError } from 'pg-replicate';
 import type { RecentValues } from './recent-values.js';
 import { type RowValues, UNCHANGED } from './row-encoder.js';
 import { keyParam, rowKey } from './row-keys.js';
@@ -26,11 +26,16 @@ import type { ProtoValue } from './type-mapping.js';
 /** A row whose update left values out that neither the old row nor the cache had. */
 export interface PendingRow {
   readonly values: RowValues;
-  /** The row's key before the update (where the unchanged values are) and its string form. */
-  readonly keyValues: RowValues;
-  readonly key: string;
-  /** `(id=42)`, for messages. */
+  /**
+   * Where BigQuery may hold the row's values, in order of preference: for a key change, the new
+   * key first (a replay after a crash finds the change already applied there, and the old key
+   * possibly reused), unless this batch touched it before; then the key before the update.
+   */
+  readonly candidates: readonly { readonly keyValues: RowValues; readonly key: string }[];
+  /** `row (id=42) (update at …)`, for messages. */
   readonly describe: () => string;
+  /** Commit LSN of the update's transaction. */
+  readonly commitLsn: Lsn;
 }
 
 export interface ResolverOptions {
@@ -42,6 +47,11 @@ export interface ResolverOptions {
   readonly pollMs: number;
   readonly log: (message: string) => void;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * An earlier run may have appended changes committed up to here (beyond the stored position):
+   * a row missing for a change up to here was deleted by a later change that already landed.
+   */
+  readonly replayUpTo: Lsn | null;
 }
 
 /** Keys per lookup query (parameters per query stay in the low thousands). */
@@ -60,19 +70,24 @@ export class ToastResolver {
 
   /**
    * Fills unchanged values of `values` from `old` (a whole old row), from the row's latest values
-   * in this batch (`batch`: null when deleted), or from the cache. True when some remain; a value
-   * still pending in the batch is the one before the batch, so BigQuery is asked for it too.
+   * earlier in this batch (`batchRow`; undefined when the batch has not touched the row), or from
+   * the cache. Says what is left to do: nothing, a BigQuery lookup (of the row's key before the
+   * update), or — when the batch's earlier row is itself still waiting for its value — following
+   * that row once it is resolved (its key before the batch may differ: a key change).
    */
   fillLocally(
     plan: TablePlan,
     key: string,
     values: RowValues,
     old: RowValues | null,
-    batch: ReadonlyMap<string, RowValues | null>,
-  ): boolean {
-    let missing = false;
-    const inBatch = batch.has(key);
-    const batchRow = batch.get(key) ?? null;
+    batchRow: RowValues | null | undefined,
+  ): 'done' | 'lookup' | 'follow' {
+    if (batchRow === null) {
+      throw new PgReplicateError('SINK_ERROR', `${plan.key}: an update of a row this batch deleted`, {
+        hint: 'Postgres sent changes out of order; please report this',
+      });
+    }
+    let outcome: 'done' | 'lookup' | 'follow' = 'done';
     for (const column of plan.toastable) {
       const i = column.index;
       if (values[i] !== UNCHANGED) continue;
@@ -81,11 +96,18 @@ export class ToastResolver {
         values[i] = fromOld;
         continue;
       }
-      const known = inBatch ? batchRow?.[i] : this.#cache.lookup(plan.key, key, i);
+      const known = batchRow !== undefined ? batchRow[i] : this.#cache.lookup(plan.key, key, i);
       if (known !== undefined && known !== UNCHANGED) values[i] = known;
-      else missing = true;
+      else outcome = batchRow !== undefined ? 'follow' : 'lookup';
     }
-    return missing;
+    return outcome;
+  }
+
+  /** Takes the values `row` still misses from `source`, an earlier row of the batch now resolved. */
+  follow(plan: TablePlan, row: RowValues, source: RowValues): void {
+    for (const column of plan.toastable) {
+      if (row[column.index] === UNCHANGED) row[column.index] = source[column.index]!;
+    }
   }
 
   /** Reads the values still missing in `rows` from the table `version`. */
@@ -96,16 +118,19 @@ export class ToastResolver {
       rows.some((row) => row.values[column.index] === UNCHANGED),
     );
     const selected = [...plan.keyColumns, ...needed];
+    // One query per few hundred keys; a row found under two candidate keys counts under each.
     const found = new Map<string, readonly { v: unknown }[]>();
-    const unique = [...new Map(rows.map((row) => [row.key, row])).values()];
-    for (let start = 0; start < unique.length; start += KEYS_PER_QUERY) {
-      const chunk = unique.slice(start, start + KEYS_PER_QUERY);
+    const unique = new Map<string, RowValues>();
+    for (const row of rows) for (const { key, keyValues } of row.candidates) unique.set(key, keyValues);
+    const keys = [...unique.values()];
+    for (let start = 0; start < keys.length; start += KEYS_PER_QUERY) {
+      const chunk = keys.slice(start, start + KEYS_PER_QUERY);
       const params: QueryParam[] = [];
-      const conditions = chunk.map((row, r) =>
+      const conditions = chunk.map((keyValues, r) =>
         plan.keyColumns
           .map((column, k) => {
             const name = `k${k}_${r}`;
-            params.push(keyParam(name, column, row.keyValues[column.index] as ProtoValue));
+            params.push(keyParam(name, column, keyValues[column.index] as ProtoValue));
             return `${column.name} = @${name}`;
           })
           .join(' AND '),
@@ -122,11 +147,23 @@ export class ToastResolver {
       }
     }
     for (const row of rows) {
-      const cells = found.get(row.key);
+      const cells = row.candidates
+        .map((candidate) => found.get(candidate.key))
+        .find((hit) => hit !== undefined);
+      const replayUpTo = this.#options.replayUpTo;
+      if (cells === undefined && replayUpTo !== null && row.commitLsn <= replayUpTo) {
+        // Replayed after a crash: a later change that deleted the row already landed, and its
+        // tombstone outranks this upsert whatever it holds.
+        for (const column of needed) {
+          if (row.values[column.index] === UNCHANGED)
+            row.values[column.index] = column.mapping.repeated ? [] : null;
+        }
+        continue;
+      }
       if (cells === undefined) {
         throw new PgReplicateError(
           'SINK_ERROR',
-          `${plan.key}: row ${row.describe()} was updated without its unchanged TOAST values, and BigQuery has no such row to take them from`,
+          `${plan.key}: ${row.describe()} left unchanged TOAST values out, and BigQuery has no such row to take them from`,
           {
             hint: `the BigQuery table is missing rows Postgres has: copy ${plan.key} again (drop its view and state row), and consider REPLICA IDENTITY FULL for tables with large values`,
           },

@@ -146,34 +146,42 @@ function intervalExpression(c: string): string {
   END`;
 }
 
-/** Postgres rows of `table` as REST cells (text), keyed like {@link fakeRows}. */
+/** Postgres rows of `table` as REST cells (text), keyed by their primary key, like {@link fakeRows}. */
 export async function pgRows(
   db: TestDatabase,
   table: string,
-): Promise<Map<string, Record<string, string | null>>> {
+): Promise<{ key: string[]; rows: Map<string, Record<string, string | null>> }> {
   const [schema, name] = table.includes('.') ? table.split('.') : ['public', table];
-  const columns = await db.sql<{ name: string; type: string }>(
-    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
-     WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
-    [`"${schema}"."${name}"`],
+  const relation = `"${schema}"."${name}"`;
+  const columns = await db.sql<{ name: string; type: string; key: boolean }>(
+    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type,
+       attnum = ANY (SELECT unnest(indkey) FROM pg_index WHERE indrelid = $1::regclass AND indisprimary) AS key
+     FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [relation],
   );
   // BigQuery's column names (the naming rule is checked on its own in changes.test.ts).
   const names = columnNames(columns.map((column) => column.name));
   const select = columns
     .map((column, i) => `${restExpression(column.name, column.type)} AS "${names[i]}"`)
     .join(', ');
-  const rows = await db.sql<Record<string, string | null>>(`SELECT ${select} FROM "${schema}"."${name}"`);
-  return new Map(rows.map((row) => [String(row.id), row]));
+  const key = names.filter((_, i) => columns[i]!.key);
+  const rows = await db.sql<Record<string, string | null>>(`SELECT ${select} FROM ${relation}`);
+  return { key, rows: new Map(rows.map((row) => [keyOf(row, key), row])) };
 }
 
-/** The fake's rows of a view, cells flattened to comparable text, keyed by `id`. */
+function keyOf(row: Record<string, unknown>, key: readonly string[]): string {
+  return key.map((column) => `${column}=${String(row[column])}`).join(' ');
+}
+
+/** The fake's rows of a view, cells flattened to comparable text, keyed by `key`. */
 export function fakeRows(
   fake: FakeBigQuery,
   dataset: string,
   view: string,
+  key: readonly string[] = ['id'],
 ): Map<string, Record<string, string | null>> {
   const rows = fake.rows(PROJECT, dataset, view);
-  return new Map(rows.map((row) => [String(row.id), flatten(row)]));
+  return new Map(rows.map((row) => [keyOf(row, key), flatten(row)]));
 }
 
 function flatten(row: FakeRow): Record<string, string | null> {
@@ -193,21 +201,21 @@ export async function expectSameRows(
   table: string,
   view = `public_${table}`,
 ): Promise<number> {
-  const expected = await pgRows(db, table);
-  const actual = fakeRows(fake, dataset, view);
+  const { key, rows: expected } = await pgRows(db, table);
+  const actual = fakeRows(fake, dataset, view, key);
   const problems: string[] = [];
   for (const [id, row] of expected) {
     const got = actual.get(id);
     if (got === undefined) {
-      problems.push(`missing id=${id}`);
+      problems.push(`missing ${id}`);
       continue;
     }
     for (const [column, value] of Object.entries(row)) {
       if (!sameCell(value, got[column] ?? null))
-        problems.push(`id=${id} ${column}: expected ${short(value)}, got ${short(got[column] ?? null)}`);
+        problems.push(`${id} ${column}: expected ${short(value)}, got ${short(got[column] ?? null)}`);
     }
   }
-  for (const id of actual.keys()) if (!expected.has(id)) problems.push(`extra id=${id}`);
+  for (const id of actual.keys()) if (!expected.has(id)) problems.push(`extra ${id}`);
   expect(problems.slice(0, 20), `${table}: ${problems.length} difference(s)`).toEqual([]);
   return expected.size;
 }
