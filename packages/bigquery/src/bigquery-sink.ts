@@ -35,6 +35,9 @@ import { TableAppender } from './table-appender.js';
 import { type PendingCopy, TableCatalog } from './table-catalog.js';
 import { ToastResolver } from './toast-resolver.js';
 
+/** Batches of copied rows in flight at once (each up to the pipeline's copy batch size). */
+const COPY_BATCHES_IN_FLIGHT = 3;
+
 interface OpenState {
   readonly clients: Clients;
   readonly admin: TableAdmin;
@@ -66,6 +69,8 @@ export class BigQuerySink implements Sink {
   readonly #copyWriter = new ProtoWriter(1024 * 1024);
   /** Snapshot LSNs of the copies in progress (their rows' sequence numbers). */
   readonly #snapshots = new Map<string, Lsn>();
+  /** Appends of copied rows not yet acknowledged, per table. */
+  readonly #copyInFlight = new Map<string, Promise<void>[]>();
   /** The stored position, and how far appends may have gone beyond it. */
   #lastLsn: Lsn | null = null;
   #appendingUpTo: Lsn | null = null;
@@ -155,6 +160,7 @@ export class BigQuerySink implements Sink {
     const open = this.#require();
     const key = tableKey(table);
     this.#snapshots.set(key, snapshotLsn ?? 0n);
+    await this.#settleCopy(key).catch(() => {});
     await open.copies.get(key)?.appender.close();
     open.copies.set(key, await open.catalog.startCopy(table));
   }
@@ -173,13 +179,23 @@ export class BigQuerySink implements Sink {
     const all = writer.copy(0);
     const encoded: Buffer[] = new Array(rows.length);
     for (let i = 0, start = 0; i < rows.length; start = ends[i++]!) encoded[i] = all.subarray(start, ends[i]);
-    await copy.appender.append(encoded, (index) => `copied row ${describeKey(copy.plan, rows[index]!)}`);
+    // Rows need not be durable before endCopy: keep a few batches in flight while Postgres sends more.
+    const inFlight = this.#copyInFlight.get(copy.plan.key) ?? [];
+    this.#copyInFlight.set(copy.plan.key, inFlight);
+    const sent = copy.appender.append(
+      encoded,
+      (index) => `copied row ${describeKey(copy.plan, rows[index]!)}`,
+    );
+    sent.catch(() => {}); // awaited below or in endCopy
+    inFlight.push(sent);
+    while (inFlight.length > COPY_BATCHES_IN_FLIGHT) await inFlight.shift();
   }
 
   async endCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void> {
     const open = this.#require();
     const key = tableKey(table);
     const copy = this.#copy(key);
+    await this.#settleCopy(key);
     await open.catalog.finishCopy(copy, snapshotLsn);
     open.copies.delete(key);
     this.#snapshots.delete(key);
@@ -215,10 +231,22 @@ export class BigQuerySink implements Sink {
     const open = this.#open;
     if (open === null) return;
     this.#open = null;
-    for (const copy of open.copies.values()) await copy.appender.close();
+    for (const [key, copy] of open.copies) {
+      await this.#settleCopy(key).catch(() => {});
+      await copy.appender.close();
+    }
     await open.catalog.close();
     await open.stateAppender.close();
     open.clients.writer.close();
+  }
+
+  /** Waits for the copy's batches in flight; rethrows the first failure. */
+  async #settleCopy(key: string): Promise<void> {
+    const inFlight = this.#copyInFlight.get(key) ?? [];
+    this.#copyInFlight.delete(key);
+    const results = await Promise.allSettled(inFlight);
+    const failed = results.find((result) => result.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
   }
 
   #copy(key: string): PendingCopy {

@@ -24,6 +24,7 @@ export class RecentValues {
   readonly #maxBytes: number;
   readonly #entries = new Map<string, Entry>();
   readonly #untrackedUntil = new Map<string, number>();
+  #cursor: MapIterator<[string, Entry]> = this.#entries.entries();
   #bytes = 0;
 
   constructor(maxBytes: number) {
@@ -61,9 +62,16 @@ export class RecentValues {
     this.#entries.set(id, { table, values, bytes, writtenAt: now });
     this.#bytes += bytes;
     while (this.#bytes > this.#maxBytes) {
-      const [oldestId, oldest] = this.#entries.entries().next().value as [string, Entry];
+      // One iterator kept across calls: a fresh one would step over every deleted slot at the
+      // front of the map each time (quadratic once the cache churns).
+      let oldest = this.#cursor.next();
+      if (oldest.done) {
+        this.#cursor = this.#entries.entries();
+        oldest = this.#cursor.next();
+      }
+      const [oldestId, entry] = oldest.value as [string, Entry];
       this.#remove(oldestId);
-      this.untracked(oldest.table, oldest.writtenAt);
+      this.untracked(entry.table, entry.writtenAt);
     }
   }
 

@@ -113,10 +113,12 @@ export interface WriteStats {
   rows: number;
   bytes: number;
   rejected: number;
+  /** Time spent decoding, checking and applying requests (the fake's own share of a run). */
+  busyMs: number;
 }
 
 export class FakeWriteService {
-  readonly stats: WriteStats = { requests: 0, rows: 0, bytes: 0, rejected: 0 };
+  readonly stats: WriteStats = { requests: 0, rows: 0, bytes: 0, rejected: 0, busyMs: 0 };
   readonly #store: FakeStore;
   readonly #faults: WriteFault[] = [];
   /** Every request's table, in arrival order (tests check ordering and retries with it). */
@@ -171,8 +173,10 @@ export class FakeWriteService {
         call.write({ error: { code: fault.code, message: fault.message ?? `injected error ${fault.code}` } });
         return;
       }
+      const started = performance.now();
       try {
         this.#append(request, connection);
+        this.stats.busyMs += performance.now() - started;
         this.log.push({ table, rows: rowCount, outcome: 'ok' });
         call.write({ appendResult: {}, writeStream: stream });
       } catch (error) {
