@@ -49,7 +49,8 @@ export function changelogName(table: TableSchema): string {
 
 /** The changelog table's columns; refuses tables whose own columns clash with the meta columns. */
 export function changelogColumns(table: TableSchema, columns: readonly WantedColumn[]): WantedColumn[] {
-  const clash = columns.find((column) => META.some((meta) => meta.name === column.name));
+  // DuckDB compares identifiers without regard to case, quoted or not.
+  const clash = columns.find((column) => META.some((meta) => meta.name === column.name.toLowerCase()));
   if (clash !== undefined) {
     throw new PgReplicateError(
       'SCHEMA_UNSUPPORTED',
