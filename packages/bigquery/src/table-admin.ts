@@ -16,6 +16,8 @@ export interface TableInfo {
   readonly fields: readonly { name: string; type: string; mode?: string }[];
   readonly primaryKey: readonly string[];
   readonly viewQuery: string | undefined;
+  /** `max_staleness` as the REST API reports it (`0-0 0 0:15:0`), if set. */
+  readonly maxStaleness: string | undefined;
 }
 
 export interface CreateTableOptions {
@@ -92,12 +94,14 @@ export class TableAdmin {
           schema?: { fields?: { name: string; type: string; mode?: string }[] };
           tableConstraints?: { primaryKey?: { columns?: string[] } };
           view?: { query?: string };
+          maxStaleness?: string;
         };
         return {
           type: resource.type ?? 'TABLE',
           fields: resource.schema?.fields ?? [],
           primaryKey: resource.tableConstraints?.primaryKey?.columns ?? [],
           viewQuery: resource.view?.query,
+          maxStaleness: resource.maxStaleness,
         };
       } catch (error) {
         if ((error as ApiErrorLike).code === 404) return undefined;
@@ -144,6 +148,13 @@ export class TableAdmin {
       this.#table(name).setMetadata({ schema: { fields: schema } }),
     );
     return added;
+  }
+
+  /** Sets the table's `max_staleness` (`0-0 0 0:0:0` for none). */
+  async setMaxStaleness(name: string, interval: string): Promise<void> {
+    await this.#call('setting max_staleness of', name, () =>
+      this.#table(name).setMetadata({ maxStaleness: interval }),
+    );
   }
 
   /**

@@ -35,6 +35,9 @@ export interface PendingCopy {
   readonly appender: TableAppender;
 }
 
+/** How the REST API spells "no staleness". */
+const NO_STALENESS = '0-0 0 0:0:0';
+
 export class TableCatalog {
   readonly #admin: TableAdmin;
   readonly #writer: managedwriter.WriterClient;
@@ -179,9 +182,13 @@ export class TableCatalog {
     await this.#admin.createTable(version, plan.fields, {
       primaryKey: plan.keyColumns.map((column) => column.name),
       clustering: plan.clustering,
-      maxStaleness:
-        this.#options.maxStalenessMs > 0 ? stalenessInterval(this.#options.maxStalenessMs) : undefined,
+      maxStaleness: this.#staleness(),
     });
+  }
+
+  /** The tables' `max_staleness`, or undefined for none. */
+  #staleness(): string | undefined {
+    return this.#options.maxStalenessMs > 0 ? stalenessInterval(this.#options.maxStalenessMs) : undefined;
   }
 
   /** The recorded version exists, has the key and the columns' types; adds missing columns (true if any). */
@@ -205,6 +212,9 @@ export class TableCatalog {
       );
     }
     this.#checkCompatible(plan, version, info.fields);
+    const staleness = this.#staleness() ?? NO_STALENESS;
+    if ((info.maxStaleness ?? NO_STALENESS) !== staleness)
+      await this.#admin.setMaxStaleness(version, staleness);
     const added = await this.#admin.addColumns(version, plan.fields);
     if (added.length > 0)
       this.#options.logger.info(`${plan.key}: added column(s) ${added.map((f) => f.name).join(', ')}`);

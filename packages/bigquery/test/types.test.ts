@@ -80,6 +80,13 @@ describe('type mapping', () => {
     expect(table.primaryKey).toEqual(['region', 'id', 'at']);
     expect(table.clustering).toEqual(['region', 'id', 'at']);
     expect(table.maxStaleness).toBe('0-0 0 0:15:0');
+    // A changed option is applied to the existing table on the next start.
+    await replicate(suite.db, {
+      publication: 'pub_keyed',
+      mode: 'copy',
+      sink: sinkOptions(suite.fake, 'layout', { maxStaleness: 90 }),
+    });
+    expect(suite.fake.table(PROJECT, 'layout', target)?.maxStaleness).toBe('0-0 0 0:1:30');
     expect(table.schema).toEqual([
       { name: 'region', type: 'STRING', mode: 'REQUIRED' },
       { name: 'id', type: 'INT64', mode: 'REQUIRED' },
