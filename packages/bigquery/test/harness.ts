@@ -6,6 +6,8 @@
  * Postgres values are turned into BigQuery's REST form by Postgres itself (SQL per column type),
  * not by the sink's code, so the comparison checks the sink rather than repeating it.
  */
+
+import type { BigQuery } from '@google-cloud/bigquery';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { type Lsn, parseLsn } from '../../pg-replicate/src/lsn.js';
 import {
@@ -19,6 +21,7 @@ import { BigQuerySink, type BigQuerySinkOptions } from '../src/index.js';
 import { columnNames } from '../src/naming.js';
 import { FakeBigQuery, type FakeRow } from './fake/fake-bigquery.js';
 import type { FakeStoreOptions } from './fake/fake-store.js';
+import type { Cell } from './fake/fake-table.js';
 
 export { FakeBigQuery, freshDatabase, type TestDatabase };
 
@@ -173,14 +176,48 @@ function keyOf(row: Record<string, unknown>, key: readonly string[]): string {
   return key.map((column) => `${column}=${String(row[column])}`).join(' ');
 }
 
-/** The fake's rows of a view, cells flattened to comparable text, keyed by `key`. */
-export function fakeRows(
-  fake: FakeBigQuery,
-  dataset: string,
-  view: string,
-  key: readonly string[] = ['id'],
-): Map<string, Record<string, string | null>> {
-  const rows = fake.rows(PROJECT, dataset, view);
+/** Where the replicated rows are read from: the fake's store, or BigQuery's REST API. */
+export interface RowSource {
+  rows(dataset: string, view: string): Promise<FakeRow[]>;
+}
+
+/** The fake's store itself (what a fully fresh query would return). */
+export function fakeSource(fake: FakeBigQuery, project = PROJECT): RowSource {
+  return { rows: async (dataset, view) => fake.rows(project, dataset, view) };
+}
+
+/**
+ * Rows read with a query through the REST API (`SELECT *` of the view, timestamps as integer
+ * microseconds): how the suite reads a real project, and the fake when checking that path.
+ */
+export function restSource(bigquery: BigQuery, project: string): RowSource {
+  return {
+    rows: async (dataset, view) => {
+      type QueryResponse = { schema: { fields: { name: string }[] }; rows?: { f: { v: Cell }[] }[] };
+      const request = {
+        method: 'POST',
+        uri: '/queries',
+        json: {
+          query: `SELECT * FROM \`${project}.${dataset}.${view}\``,
+          useLegacySql: false,
+          formatOptions: { useInt64Timestamp: true },
+          timeoutMs: 60_000,
+        },
+      };
+      const response = await new Promise<QueryResponse>((resolve, reject) =>
+        bigquery.request(request, (error: Error | null, body?: unknown) =>
+          error ? reject(error) : resolve(body as QueryResponse),
+        ),
+      );
+      const names = response.schema.fields.map((field) => field.name);
+      return (response.rows ?? []).map((row) =>
+        Object.fromEntries(names.map((name, i) => [name, row.f[i]!.v])),
+      );
+    },
+  };
+}
+
+function keyed(rows: FakeRow[], key: readonly string[]): Map<string, Record<string, string | null>> {
   return new Map(rows.map((row) => [keyOf(row, key), flatten(row)]));
 }
 
@@ -193,16 +230,20 @@ function flatten(row: FakeRow): Record<string, string | null> {
   );
 }
 
-/** Compares one table on both sides; JSON cells compared as parsed values, floats as numbers. */
+/**
+ * Compares one table on both sides (`source`: the fake itself, or any {@link RowSource}); JSON
+ * cells compare as parsed values, numbers as numbers, fractions of seconds without trailing zeros.
+ */
 export async function expectSameRows(
   db: TestDatabase,
-  fake: FakeBigQuery,
+  source: FakeBigQuery | RowSource,
   dataset: string,
   table: string,
   view = `public_${table}`,
 ): Promise<number> {
   const { key, rows: expected } = await pgRows(db, table);
-  const actual = fakeRows(fake, dataset, view, key);
+  const reader = source instanceof FakeBigQuery ? fakeSource(source) : source;
+  const actual = keyed(await reader.rows(dataset, view), key);
   const problems: string[] = [];
   for (const [id, row] of expected) {
     const got = actual.get(id);
@@ -220,9 +261,15 @@ export async function expectSameRows(
   return expected.size;
 }
 
+/** `…:05.500000` → `…:05.5`: BigQuery may print fractions of seconds with or without trailing zeros. */
+const SECONDS_FRACTION = /(:\d\d\.\d*?)0+$/;
+
 function sameCell(expected: string | null, actual: string | null): boolean {
   if (expected === actual) return true;
   if (expected === null || actual === null) return false;
+  const trim = (text: string) => text.replace(SECONDS_FRACTION, '$1').replace(/\.$/, '');
+  if (SECONDS_FRACTION.test(expected) || SECONDS_FRACTION.test(actual))
+    return trim(expected) === trim(actual);
   try {
     const a = JSON.parse(expected) as unknown;
     const b = JSON.parse(actual) as unknown;

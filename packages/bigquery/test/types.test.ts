@@ -4,47 +4,10 @@
  * types cannot hold, with both policies.
  */
 import { describe, expect, it } from 'vitest';
+import { TYPES_TABLE, typeRows } from './fixtures/types-table.js';
 import { expectSameRows, PROJECT, replicate, setupSuite, sinkOptions } from './harness.js';
 
 const suite = setupSuite('bq_types');
-
-const TYPES_TABLE = `
-  CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-  CREATE TYPE pair AS (a int, b text);
-  CREATE DOMAIN positive AS int CHECK (VALUE > 0);
-  CREATE TABLE types (
-    id int PRIMARY KEY,
-    i2 int2, i4 int4, i8 int8, n numeric(12,3), nbig numeric(40,10), nwide numeric(60,2), nu numeric,
-    f4 float4, f8 float8, b bool, t text, vc varchar(20), bp char(5),
-    by bytea, d date, ts timestamp, tstz timestamptz, tm time, tmtz timetz, iv interval,
-    u uuid, j json, jb jsonb, ia int[], ta text[], tsa timestamp[], na numeric(10,2)[],
-    m mood, pr pair, pos positive, inet_col inet, pt point, r int4range, money_col money
-  );
-  CREATE PUBLICATION pub_types FOR TABLE types;`;
-
-function typeRows(offset: number): string {
-  return `
-  INSERT INTO types VALUES
-   (${offset + 1}, -32768, -2147483648, -9223372036854775808, -123456789.125, '123456789012345678901234567890.0123456789',
-    '1234567890123456789012345678901234567890123456789012345678.99', 'NaN',
-    1.1, 'Infinity', true, E'tab\\there\\nnew line \\\\ backslash', '', 'ab',
-    '\\x00ff10', '0001-01-01', '0001-01-01 00:00:00', '2024-02-29 23:59:59.999999+05:30', '00:00:00', '10:11:12.5+05:30',
-    '-1 years -2 mons +3 days -04:05:06.789', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{ "a" : [1, 2.50, 1e10] }',
-    '{"z": 1, "a": "é\\n", "big": 12345678901234567}', '{1,2,3}', '{"a,b","c\\"d","NULL",""}', '{"2024-01-01 10:00:00.5","1999-12-31 23:59:59"}',
-    '{1.50,-2}', 'happy', ROW(1, 'x,y'), 7, '192.168.0.1/24', '(1.5,2)', '[1,10)', 12.34),
-   (${offset + 2}, 32767, 2147483647, 9223372036854775807, 0, '-0.5', '0', 'Infinity',
-    '-Infinity', '-0', false, 'ü€😀 \\N', 'x', NULL,
-    '\\x', '9999-12-31', '9999-12-31 23:59:59.999999', '0001-01-01 00:00:00+00', '23:59:59.999999', '00:00:00-15:59',
-    '00:00:00', '00000000-0000-0000-0000-000000000000', 'null', '[]', '{}', '{}', '{}', '{}', 'sad', ROW(NULL, NULL), 1,
-    NULL, NULL, 'empty', -1),
-   (${offset + 3}, NULL, NULL, NULL, NULL, NULL, NULL, '-Infinity', '1.17549435e-38', '2.2250738585072014e-308', NULL, NULL,
-    NULL, NULL, NULL, '1970-01-01', '1970-01-01 00:00:00', '1969-12-31 23:59:59.999999+00', NULL, NULL, '10000 years',
-    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-   (${offset + 4}, 1, 2, 3, 0.001, '0.0000000001', '0', '123456789012345678901234567890.123456789', '3.4028235e+38', '1e-320', true,
-    repeat('long text ', 1000), 'y', 'abcde', decode(repeat('ab', 5000), 'hex'), '2000-02-29', '1999-12-31 23:59:59.000001',
-    '1970-01-01 00:00:00+00', '12:34:56.789012', '23:59:59.999999+14', '-3660000 days -87840000 hours', gen_random_uuid(),
-    '"just a string"', '12345678901234567890', '{-1,0,1}', '{"\\\\","\\t"}', '{}', '{0.01}', 'ok', ROW(-5, ''), 2, '::1', '(0,0)', '(,5]', 0);`;
-}
 
 describe('type mapping', () => {
   it('copies and streams every type exactly', async () => {
