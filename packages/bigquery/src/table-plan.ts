@@ -6,7 +6,6 @@
  */
 import type { protos } from '@google-cloud/bigquery-storage';
 import {
-  identityColumns,
   PgReplicateError,
   type TableSchema,
   type TypeRegistry,
@@ -85,11 +84,22 @@ const LABEL_OPTIONAL = 1;
 const LABEL_REQUIRED = 2;
 const LABEL_REPEATED = 3;
 
+/**
+ * The columns BigQuery's primary key is declared on: the columns Postgres identifies old rows by
+ * (a delete carries only those), so the replica identity index under REPLICA IDENTITY USING INDEX,
+ * else the primary key (under FULL too: the whole old row then holds it). None: not replicable.
+ */
+function bigQueryKey(table: TableSchema): readonly string[] {
+  if (table.replicaIdentity === 'index') return table.columns.filter((column) => column.isKey).map((c) => c.name);
+  if (table.replicaIdentity === 'nothing') return [];
+  return table.primaryKey.length > 0 ? table.primaryKey : [];
+}
+
 /** Plans `table`; throws SCHEMA_UNSUPPORTED when BigQuery CDC cannot mirror it. */
 export function planTable(table: TableSchema, types: TypeRegistry): TablePlan {
   const key = tableKey(table);
-  const keyNames = identityColumns(table);
-  if (keyNames.length === 0 || (table.primaryKey.length === 0 && table.replicaIdentity === 'full')) {
+  const keyNames = bigQueryKey(table);
+  if (keyNames.length === 0) {
     throw new PgReplicateError('SCHEMA_UNSUPPORTED', `${key} has no primary key, which BigQuery CDC needs`, {
       hint: `add a primary key (or REPLICA IDENTITY USING INDEX on a unique index of NOT NULL columns), or leave ${key} out of the publication`,
     });

@@ -166,4 +166,25 @@ describe('within one transaction', () => {
     });
     expect(await expectSameRows(suite.db, suite.fake, 'churn', 'churn')).toBe(9);
   });
+
+  it('keys BigQuery on the replica identity index when it is not the primary key', async () => {
+    await suite.db.sql(`
+      CREATE TABLE coded (id int PRIMARY KEY, code text NOT NULL, v int);
+      CREATE UNIQUE INDEX coded_code ON coded (code);
+      ALTER TABLE coded REPLICA IDENTITY USING INDEX coded_code;
+      INSERT INTO coded SELECT g, 'c' || g, g FROM generate_series(1, 6) g;
+      CREATE PUBLICATION pub_coded FOR TABLE coded;`);
+    const options = sinkOptions(suite.fake, 'coded');
+    await replicate(suite.db, { publication: 'pub_coded', slot: 'slot_coded', sink: options });
+    await suite.db.sql(`
+      UPDATE coded SET id = 100 WHERE id = 1;
+      UPDATE coded SET code = 'renamed' WHERE id = 2;
+      DELETE FROM coded WHERE id = 3;
+      UPDATE coded SET v = 0;`);
+    await replicate(suite.db, { publication: 'pub_coded', slot: 'slot_coded', sink: options });
+    expect(await expectSameRows(suite.db, suite.fake, 'coded', 'coded')).toBe(5);
+    const view = suite.fake.table(PROJECT, 'coded', 'public_coded')!;
+    const table = suite.fake.table(PROJECT, 'coded', /\.([^.`]+)`$/.exec(view.viewQuery!)![1]!)!;
+    expect(table.primaryKey).toEqual(['code']);
+  });
 });
