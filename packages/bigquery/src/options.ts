@@ -121,7 +121,9 @@ function positiveInteger(value: number | undefined, fallback: number, what: stri
 export function resolveOptions(options: BigQuerySinkOptions): ResolvedOptions {
   if (typeof options?.projectId !== 'string' || options.projectId === '')
     throw invalid('the BigQuery sink needs a project', 'pass --bq-project (or projectId)');
-  if (typeof options.datasetId !== 'string' || !/^[A-Za-z0-9_]{1,1024}$/.test(options.datasetId))
+  if (typeof options.datasetId !== 'string' || options.datasetId === '')
+    throw invalid('the BigQuery sink needs a dataset', 'pass --bq-dataset (or datasetId)');
+  if (!/^[A-Za-z0-9_]{1,1024}$/.test(options.datasetId))
     throw invalid(
       `the BigQuery dataset must be letters, digits and underscores, not ${JSON.stringify(options.datasetId)}`,
       'pass --bq-dataset (or datasetId)',

@@ -5,12 +5,7 @@
  * `_CHANGE_SEQUENCE_NUMBER`, which are part of the writer schema but never of the table.
  */
 import type { protos } from '@google-cloud/bigquery-storage';
-import {
-  PgReplicateError,
-  type TableSchema,
-  type TypeRegistry,
-  tableKey,
-} from 'pg-replicate';
+import { PgReplicateError, type TableSchema, type TypeRegistry, tableKey } from 'pg-replicate';
 import { columnNames, viewName } from './naming.js';
 import { type BigQueryType, mapColumn, type ProtoKind, type TypeMapping } from './type-mapping.js';
 
@@ -90,7 +85,8 @@ const LABEL_REPEATED = 3;
  * else the primary key (under FULL too: the whole old row then holds it). None: not replicable.
  */
 function bigQueryKey(table: TableSchema): readonly string[] {
-  if (table.replicaIdentity === 'index') return table.columns.filter((column) => column.isKey).map((c) => c.name);
+  if (table.replicaIdentity === 'index')
+    return table.columns.filter((column) => column.isKey).map((c) => c.name);
   if (table.replicaIdentity === 'nothing') return [];
   return table.primaryKey.length > 0 ? table.primaryKey : [];
 }
