@@ -12,6 +12,7 @@ import {
   type ChangeEvent,
   formatLsn,
   type Lsn,
+  PgReplicateError,
   type RowChangeEvent,
   type RowData,
   tableKey,
@@ -125,10 +126,23 @@ export class ChangeWriter {
       return;
     }
     const values = converter.values(event.new);
-    const newKey = rowKey(plan, values);
     const old = event.old;
     const oldValues =
       old === undefined ? null : event.oldIsKey ? converter.keyValues(old) : converter.values(old);
+    for (const column of plan.keyColumns) {
+      // A key value stored out of line and unchanged: the old row has it, else nothing does.
+      if (values[column.index] !== UNCHANGED) continue;
+      const fromOld = oldValues?.[column.index];
+      if (fromOld === undefined || fromOld === UNCHANGED) {
+        throw new PgReplicateError(
+          'SINK_ERROR',
+          `${plan.key}: ${describe(event.new)()} left its key column ${column.pgName} out (an unchanged TOAST value)`,
+          { hint: `set REPLICA IDENTITY FULL on ${plan.key} so Postgres sends the whole old row` },
+        );
+      }
+      values[column.index] = fromOld;
+    }
+    const newKey = rowKey(plan, values);
     const oldKeyValues = oldValues ?? values;
     const oldKey = oldValues === null ? newKey : rowKey(plan, oldValues);
     if (values.includes(UNCHANGED)) {
