@@ -84,7 +84,7 @@ describe.skipIf(!enabled)('throughput into the fake', () => {
       replicaIdentity: 'default',
     };
     const sink = new BigQuerySink(sinkOptions(fake, 'throughput_sink'));
-    await sink.open({ types: new TypeRegistry(), pipelineId: 'mem', mode: 'copy' });
+    await sink.open({ types: new TypeRegistry(), pipelineId: 'mem', mode: 'both' });
     await sink.prepare([table]);
     const row = (i: number): RowData => {
       const texts = [
