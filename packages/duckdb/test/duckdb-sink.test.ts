@@ -230,7 +230,7 @@ describe('DuckDB sink', () => {
         lsn: 0x1000n + BigInt(k),
         tx,
       }));
-    const context = { types: new TypeRegistry(), pipelineId: 'opentx' };
+    const context = { types: new TypeRegistry(), pipelineId: 'opentx', mode: 'cdc' as const };
 
     const sink = new DuckDbSink({ path });
     expect(await sink.open(context)).toEqual({ copiedTables: new Map(), lastLsn: null });

@@ -43,14 +43,22 @@ function quote(name: string): string {
 }
 
 /**
- * The columns that identify a row for updates and deletes: the primary key when there is one,
- * otherwise the replica identity columns; empty when rows cannot be identified (identity NOTHING,
- * or DEFAULT without a primary key).
+ * The columns that identify a row for updates and deletes — the ones the old-row tuples of
+ * pgoutput carry: under REPLICA IDENTITY USING INDEX the index's columns; otherwise the primary
+ * key; under FULL without a primary key, every column. Empty when rows cannot be identified
+ * (identity NOTHING, or DEFAULT without a primary key).
  */
 export function identityColumns(table: TableSchema): readonly string[] {
-  if (table.primaryKey.length > 0) return table.primaryKey;
-  if (table.replicaIdentity === 'full') return table.columns.map((column) => column.name);
-  return table.columns.filter((column) => column.isKey).map((column) => column.name);
+  switch (table.replicaIdentity) {
+    case 'index':
+      return table.columns.filter((column) => column.isKey).map((column) => column.name);
+    case 'full':
+      return table.primaryKey.length > 0 ? table.primaryKey : table.columns.map((column) => column.name);
+    case 'default':
+      return table.primaryKey;
+    case 'nothing':
+      return [];
+  }
 }
 
 /** True when two schemas would need a different destination table (columns, types or key). */

@@ -85,6 +85,7 @@ export class Pipeline {
       const state = await sink.open({
         types: source.types,
         pipelineId: source.slot ?? source.publications.join(','),
+        mode,
       });
       await this.#checkState(state);
       await sink.prepare(source.tables);

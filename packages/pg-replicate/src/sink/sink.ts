@@ -12,6 +12,7 @@ import type { ChangeEvent } from '../events.js';
 import type { Lsn } from '../lsn.js';
 import type { RowData } from '../row.js';
 import type { TableSchema } from '../schema.js';
+import type { ReplicationMode } from '../source/preflight.js';
 import type { TypeRegistry } from '../types/type-registry.js';
 
 /** What a sink has durably stored about its progress. */
@@ -33,6 +34,8 @@ export interface SinkContext {
   readonly types: TypeRegistry;
   /** Name of the pipeline (slot or publication), for sinks that keep state for several. */
   readonly pipelineId: string;
+  /** What the pipeline will do: `copy` sends no changes; `cdc` and `both` do (keys matter then). */
+  readonly mode: ReplicationMode;
 }
 
 /** A batch of change events, in commit order. */
