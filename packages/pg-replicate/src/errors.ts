@@ -32,6 +32,7 @@ export type ErrorCode =
   | 'WAL_SENDERS_EXHAUSTED'
   | 'NO_REPLICA_IDENTITY'
   | 'UNSUPPORTED_TYPE'
+  | 'TABLE_REWRITTEN'
   // the wire
   | 'PROTOCOL_VIOLATION'
   | 'SERVER_ERROR'
@@ -60,6 +61,7 @@ const TRANSIENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'SINK_UNAVAILABLE',
   'SINK_LOCKED',
   'SERVER_ERROR',
+  'TABLE_REWRITTEN',
 ]);
 
 export interface PgReplicateErrorOptions {

@@ -165,6 +165,69 @@ describe('Pipeline (both)', () => {
     expect(sink.rows('"public"."t_chunked"')).toEqual(await pgRows('t_chunked'));
   });
 
+  it('holds TRUNCATE off while copying (it would empty the table under the snapshot), then streams it', async () => {
+    await setup('t_truncate', 20_000);
+    const sink = new MemorySink();
+    sink.rowDelayMs = 50;
+    const controller = new AbortController();
+    const running = pipeline('t_truncate', sink, { copyBatchRows: 1000, signal: controller.signal }).run();
+    await waitFor(
+      () => (sink.durable.tables.get('"public"."t_truncate"')?.size ?? 0) === 0 && sink.batches.length === 0,
+      5000,
+    );
+    const client = await db.client();
+    try {
+      await waitFor(
+        async () =>
+          (
+            await db.sql<{ n: string }>(
+              `SELECT count(*)::text AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                WHERE c.relname = 't_truncate' AND l.mode = 'AccessShareLock' AND l.granted`,
+            )
+          )[0]!.n !== '0',
+        10_000,
+        'the copy to lock the table',
+      );
+      await client.query(`SET lock_timeout = '300ms'`);
+      await expect(client.query('TRUNCATE t_truncate')).rejects.toMatchObject({ code: '55P03' });
+      await client.query(`SET lock_timeout = 0`);
+      // Waits for the copy to finish, then commits: the stream carries it.
+      await client.query('TRUNCATE t_truncate');
+      await client.query(`INSERT INTO t_truncate VALUES (1, 'after', 1, now(), NULL)`);
+    } finally {
+      await client.end();
+    }
+    const end = await currentLsn();
+    await waitFor(
+      () => sink.durable.lastLsn !== null && sink.durable.lastLsn >= end,
+      30_000,
+      'the truncate to stream',
+    );
+    controller.abort();
+    await running;
+    expect(sink.anomalies).toEqual([]);
+    expect(sink.rows('"public"."t_truncate"')).toEqual(await pgRows('t_truncate'));
+  });
+
+  it('refuses a copy snapshot older than a TRUNCATE of one of its tables (TABLE_REWRITTEN)', async () => {
+    await setup('t_rewritten', 10);
+    const holder = await db.client();
+    const source = new PostgresSource({ connection: db.options, publication: 'pub_t_rewritten' });
+    try {
+      await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      const [row] = (await holder.query<{ name: string }>('SELECT pg_export_snapshot() AS name')).rows;
+      await db.sql('TRUNCATE t_rewritten');
+      await source.open('copy');
+      const snapshot = { name: row!.name, lsn: null, createdSlot: false, release: async () => {} };
+      await expect(source.lockForCopy(source.tables, snapshot)).rejects.toMatchObject({
+        code: 'TABLE_REWRITTEN',
+      });
+    } finally {
+      await source.close();
+      await holder.end();
+    }
+  });
+
   it('resumes after a crash in the middle of the copy: the table is copied again, nothing doubled', async () => {
     await setup('t_copycrash', 5000);
     const sink = new MemorySink();

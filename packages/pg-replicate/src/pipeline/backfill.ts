@@ -7,7 +7,7 @@
  * Resumption is per table: a table whose copy was interrupted is cleared and copied again.
  */
 import { PgReplicateError } from '../errors.js';
-import type { RowData } from '../row.js';
+import type { CopyTextRow } from '../row.js';
 import { tableKey } from '../schema.js';
 import type { Sink } from '../sink/sink.js';
 import type { PublishedTable } from '../source/catalog.js';
@@ -51,7 +51,7 @@ async function copyOne(
   options.onProgress({ type: 'copy-start', table: key, estimatedRows: table.estimatedRows ?? -1 });
   const chunks = await source.planChunks(table, options.workers, options.chunkPages);
   await sink.beginCopy(table, snapshot.lsn);
-  const queue = new BoundedQueue<RowData[]>(2 * Math.min(options.workers, chunks.length) + 1);
+  const queue = new BoundedQueue<CopyTextRow[]>(COPY_QUEUE_BYTES, batchBytes);
   const readers = readChunks(source, table, snapshot, chunks, queue, options);
   let rows = 0;
   try {
@@ -79,7 +79,7 @@ async function readChunks(
   table: PublishedTable,
   snapshot: Snapshot,
   chunks: readonly (string | undefined)[],
-  queue: BoundedQueue<RowData[]>,
+  queue: BoundedQueue<CopyTextRow[]>,
   options: BackfillOptions,
 ): Promise<void> {
   let next = 0;
@@ -98,6 +98,18 @@ async function readChunks(
     queue.close(error);
     throw error;
   }
+}
+
+/**
+ * Copied rows waiting for the sink, across all connections: enough to keep the sink busy while
+ * Postgres sends, small enough that memory stays flat whatever the table size.
+ */
+const COPY_QUEUE_BYTES = 32 * 1024 * 1024;
+
+function batchBytes(rows: readonly CopyTextRow[]): number {
+  let bytes = 0;
+  for (const row of rows) bytes += row.bytes.length;
+  return bytes;
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {

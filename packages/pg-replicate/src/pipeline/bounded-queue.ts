@@ -2,26 +2,35 @@
  * An async queue with a capacity, between several producers (copy connections) and one consumer
  * (the sink). A full queue makes producers wait, so memory stays bounded however fast Postgres
  * sends; closing it with an error wakes everybody so a failure on either side stops the other.
+ * Capacity is in units of `weigh` (e.g. bytes); an item heavier than the whole capacity still
+ * passes when the queue is empty, so nothing can block forever.
  */
 export class BoundedQueue<T> {
   readonly #capacity: number;
+  readonly #weigh: (item: T) => number;
   readonly #items: T[] = [];
+  readonly #weights: number[] = [];
+  #weight = 0;
   #closed = false;
   #error: unknown = null;
   #takers: (() => void)[] = [];
   #putters: (() => void)[] = [];
 
-  constructor(capacity: number) {
+  constructor(capacity: number, weigh: (item: T) => number = () => 1) {
     this.#capacity = Math.max(1, capacity);
+    this.#weigh = weigh;
   }
 
   /** Waits for room, then adds. Throws if the queue was closed (the consumer gave up). */
   async push(item: T): Promise<void> {
-    while (this.#items.length >= this.#capacity && !this.#closed) {
+    const weight = this.#weigh(item);
+    while (this.#items.length > 0 && this.#weight + weight > this.#capacity && !this.#closed) {
       await new Promise<void>((resolve) => this.#putters.push(resolve));
     }
     if (this.#closed) throw this.#error ?? new Error('queue closed');
     this.#items.push(item);
+    this.#weights.push(weight);
+    this.#weight += weight;
     this.#wake(this.#takers);
   }
 
@@ -31,6 +40,7 @@ export class BoundedQueue<T> {
       if (this.#error !== null) throw this.#error;
       if (this.#items.length > 0) {
         const item = this.#items.shift()!;
+        this.#weight -= this.#weights.shift()!;
         this.#wake(this.#putters);
         return item;
       }

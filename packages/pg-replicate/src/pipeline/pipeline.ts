@@ -162,7 +162,9 @@ export class Pipeline {
     const { source, sink, mode, signal } = this.#options;
     const started = performance.now();
     const snapshot = await source.openSnapshot(mode);
+    let unlock: (() => Promise<void>) | null = null;
     try {
+      if (tables.length > 0) unlock = await source.lockForCopy(tables, snapshot);
       if (tables.length > 0) {
         this.#logger.info(
           `copying ${tables.length} table(s)${snapshot.lsn === null ? '' : ` at snapshot LSN ${formatLsn(snapshot.lsn)}`}`,
@@ -179,6 +181,7 @@ export class Pipeline {
       for (const table of tables) copied.set(tableKey(table), snapshot.lsn);
       return snapshot.lsn;
     } finally {
+      await unlock?.();
       await snapshot.release();
       this.stats.copyMs += performance.now() - started;
     }

@@ -50,6 +50,8 @@ const RETRY: Record<ErrorCode, boolean> = {
   WAL_SENDERS_EXHAUSTED: true,
   NO_REPLICA_IDENTITY: false,
   UNSUPPORTED_TYPE: false,
+  // A new snapshot will do.
+  TABLE_REWRITTEN: true,
   PROTOCOL_VIOLATION: false,
   SERVER_ERROR: true,
   SINK_ERROR: false,

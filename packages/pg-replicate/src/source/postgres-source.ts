@@ -229,6 +229,46 @@ export class PostgresSource {
   }
 
   /**
+   * Locks the tables (ACCESS SHARE, like pg_dump) in a transaction on `snapshot` for the whole
+   * backfill, and checks that none was rewritten after the snapshot was taken. TRUNCATE and
+   * rewriting ALTER TABLEs are not MVCC-safe: a COPY in the older snapshot would read the new, empty
+   * file and miss every row. Holding the lock makes them wait until the copy is done; a rewrite that
+   * slipped in between the snapshot and the lock is reported (transient: a new snapshot will do).
+   * Returns the function that releases the locks.
+   */
+  async lockForCopy(tables: readonly PublishedTable[], snapshot: Snapshot): Promise<() => Promise<void>> {
+    const client = await connect(this.connection);
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      if (snapshot.name !== null) await client.query(`SET TRANSACTION SNAPSHOT '${snapshot.name}'`);
+      await client.query(`SET LOCAL lock_timeout = '60s'`);
+      const names = tables.map((table) => `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`);
+      await client.query(`LOCK TABLE ${names.join(', ')} IN ACCESS SHARE MODE`);
+      // pg_class as the snapshot saw it, against the file the table has now.
+      const rewritten = await client.query<{ name: string }>(
+        `SELECT format('%I.%I', n.nspname, c.relname) AS name
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = ANY($1::oid[]) AND c.relfilenode <> 0 AND c.relfilenode <> pg_relation_filenode(c.oid)`,
+        [tables.map((table) => table.relationId)],
+      );
+      if (rewritten.rows.length > 0) {
+        throw new PgReplicateError(
+          'TABLE_REWRITTEN',
+          `${rewritten.rows.map((r) => r.name).join(', ')} was truncated or rewritten just after the copy's snapshot was taken`,
+          { hint: 'run again: the copy starts over from a new snapshot' },
+        );
+      }
+      return async () => {
+        await client.query('COMMIT').catch(() => {});
+        await client.end().catch(() => {});
+      };
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw error instanceof PgReplicateError ? error : sourceError(error, 'locking the tables to copy');
+    }
+  }
+
+  /**
    * Copies a table inside `snapshot` on a connection of its own, yielding batches of rows.
    * The connection is closed when the generator finishes or is abandoned.
    */
