@@ -131,6 +131,14 @@ async function runOnce(
     sink: options.sink ?? 'stdout',
     stateFile: options.stateFile,
     duckdbPath: options.duckdbPath,
+    bqProject: options.bqProject,
+    bqDataset: options.bqDataset,
+    bqKeyFile: options.bqKeyFile,
+    bqLocation: options.bqLocation,
+    bqMaxStaleness: options.bqMaxStaleness,
+    bqMaxBatchBytes: options.bqMaxBatchBytes,
+    bqUnrepresentable: options.bqUnrepresentable,
+    logger: reporter,
   });
   const source = new PostgresSource({ connection, publication: args.publication!, slot: args.slot });
   const pipeline = new Pipeline({

@@ -23,6 +23,13 @@ export interface CliOptions {
   sink?: SinkName;
   stateFile?: string;
   duckdbPath?: string;
+  bqProject?: string;
+  bqDataset?: string;
+  bqKeyFile?: string;
+  bqLocation?: string;
+  bqMaxStaleness?: string;
+  bqMaxBatchBytes?: number;
+  bqUnrepresentable?: 'error' | 'null';
   batchMaxRows?: number;
   batchMaxDelay?: number;
   copyBatchRows?: number;
@@ -55,6 +62,9 @@ Examples:
 
   # copy, then keep a DuckDB file in step with every change
   pg-replicate --sink duckdb --duckdb-path ./replica.duckdb both my_publication my_slot
+
+  # the same into a BigQuery dataset (Application Default Credentials, or --bq-key-file)
+  pg-replicate --sink bigquery --bq-project my-project --bq-dataset replica both my_publication my_slot
 
   # catch up to a known position and stop (for jobs and tests)
   pg-replicate cdc my_publication my_slot --end-lsn 0/3000060
@@ -117,7 +127,29 @@ export function buildProgram(handler: CommandHandler): Command {
     .optionsGroup('Sink:')
     .addOption(new Option('--sink <name>', 'where data goes (default stdout)').choices(SINK_NAMES))
     .option('--state-file <path>', 'stdout: keep resumption state in this JSON file across runs')
-    .option('--duckdb-path <path>', 'duckdb: database file (default ./replica.duckdb)');
+    .option('--duckdb-path <path>', 'duckdb: database file (default ./replica.duckdb)')
+    .option('--bq-project <id>', 'bigquery: Google Cloud project of the dataset')
+    .option('--bq-dataset <name>', 'bigquery: dataset the tables go to (created if missing)')
+    .option(
+      '--bq-key-file <file>',
+      'bigquery: service-account key file (default: Application Default Credentials)',
+    )
+    .option('--bq-location <location>', 'bigquery: location of a new dataset and of queries (default US)')
+    .option(
+      '--bq-max-staleness <duration>',
+      "bigquery: tables' max_staleness, e.g. 15m, 90s, 0 for none (default 15m)",
+    )
+    .option(
+      '--bq-max-batch-bytes <n>',
+      'bigquery: largest AppendRows request in bytes (default 8388608, at most 9961472)',
+      integer('--bq-max-batch-bytes', 1),
+    )
+    .addOption(
+      new Option(
+        '--bq-unrepresentable <policy>',
+        'bigquery: a value BigQuery cannot hold stops (error, default) or becomes NULL',
+      ).choices(['error', 'null']),
+    );
   program
     .optionsGroup('Pipeline:')
     .option('--batch-max-rows <n>', 'changes per sink batch (default 10000)', integer('--batch-max-rows', 1))
@@ -191,7 +223,7 @@ export function buildProgram(handler: CommandHandler): Command {
     .argument('<slot>', 'replication slot (created with the snapshot the copy uses)')
     .addHelpText(
       'after',
-      '\nExample:\n  pg-replicate --sink duckdb --duckdb-path ./replica.duckdb both my_publication my_slot',
+      '\nExamples:\n  pg-replicate --sink duckdb --duckdb-path ./replica.duckdb both my_publication my_slot\n  pg-replicate --sink bigquery --bq-project my-project --bq-dataset replica both my_publication my_slot',
     )
     .action(run('both'));
 

@@ -4,17 +4,28 @@
  * never installs another's binaries.
  */
 import { PgReplicateError } from '../errors.js';
+import type { Logger } from '../pipeline/progress.js';
 import { NullSink } from '../sink/null-sink.js';
 import type { Sink } from '../sink/sink.js';
 import { StdoutSink } from '../sink/stdout-sink.js';
 
-export const SINK_NAMES = ['stdout', 'null', 'duckdb'] as const;
+export const SINK_NAMES = ['stdout', 'null', 'duckdb', 'bigquery'] as const;
 export type SinkName = (typeof SINK_NAMES)[number];
 
 export interface SinkCliOptions {
   sink: SinkName;
   stateFile?: string | undefined;
   duckdbPath?: string | undefined;
+  /** bigquery: project and dataset (required), then the optional settings. */
+  bqProject?: string | undefined;
+  bqDataset?: string | undefined;
+  bqKeyFile?: string | undefined;
+  bqLocation?: string | undefined;
+  bqMaxStaleness?: string | undefined;
+  bqMaxBatchBytes?: number | undefined;
+  bqUnrepresentable?: 'error' | 'null' | undefined;
+  /** Where sinks that report on their own (bigquery) write their warnings. */
+  logger?: Logger | undefined;
 }
 
 /** The constructor a sink package exports, as far as the CLI relies on it. */
@@ -29,6 +40,20 @@ export async function createSink(options: SinkCliOptions): Promise<Sink> {
     case 'duckdb': {
       const DuckDbSink = await loadSinkClass('@pg-replicate/duckdb', 'DuckDbSink');
       return new DuckDbSink({ path: options.duckdbPath ?? 'replica.duckdb' });
+    }
+    case 'bigquery': {
+      // The sink checks these (INVALID_ARGUMENT, exit 2) and names the flag that is missing.
+      const BigQuerySink = await loadSinkClass('@pg-replicate/bigquery', 'BigQuerySink');
+      return new BigQuerySink({
+        projectId: options.bqProject,
+        datasetId: options.bqDataset,
+        keyFilename: options.bqKeyFile,
+        location: options.bqLocation,
+        maxStaleness: options.bqMaxStaleness,
+        maxBatchBytes: options.bqMaxBatchBytes,
+        unrepresentable: options.bqUnrepresentable,
+        logger: options.logger,
+      });
     }
   }
 }

@@ -122,10 +122,44 @@ const duckDbSinkSchema = z.strictObject({
   path: z.string().min(1).describe('duckdb: the database file (put it on a persistent volume).'),
 });
 
+const bigQuerySinkSchema = z.strictObject({
+  type: z.literal('bigquery'),
+  project: z.string().min(1).describe('bigquery: the Google Cloud project of the dataset.'),
+  dataset: z
+    .string()
+    .regex(/^[A-Za-z0-9_]{1,1024}$/, { error: 'expected a dataset name: letters, digits and underscores' })
+    .describe('bigquery: the dataset the tables go to (created if missing).'),
+  keyFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('bigquery: a service-account key file; without it Application Default Credentials are used.'),
+  location: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('bigquery: location of a new dataset and of queries (default `US`).'),
+  maxStaleness: z
+    .string()
+    .regex(/^\d+(\.\d+)?(ms|s|m|min|h)?$/, { error: 'expected a duration like 90s, 15m or 1h (0 for none)' })
+    .optional()
+    .describe("bigquery: the tables' `max_staleness` (default `15m`)."),
+  maxBatchBytes: wholeNumber(1)
+    .max(9_961_472)
+    .optional()
+    .describe('bigquery: largest AppendRows request in bytes (default 8388608).'),
+  unrepresentable: z
+    .enum(['error', 'null'])
+    .optional()
+    .describe(
+      'bigquery: a value BigQuery cannot hold stops the pipeline (`error`, default) or becomes NULL (`null`).',
+    ),
+});
+
 const sinkSchema = z
-  .discriminatedUnion('type', [stdoutSinkSchema, nullSinkSchema, duckDbSinkSchema])
+  .discriminatedUnion('type', [stdoutSinkSchema, nullSinkSchema, duckDbSinkSchema, bigQuerySinkSchema])
   .describe(
-    'Where the data goes: `stdout` (JSON lines), `null` (discard), `duckdb` (needs `@pg-replicate/duckdb`).',
+    'Where the data goes: `stdout` (JSON lines), `null` (discard), `duckdb` (needs `@pg-replicate/duckdb`), `bigquery` (needs `@pg-replicate/bigquery`).',
   );
 
 const batchSchema = z

@@ -239,5 +239,16 @@ export function buildSink(sink: SinkConfig): Promise<Sink> {
       return createSink({ sink: 'null' });
     case 'duckdb':
       return createSink({ sink: 'duckdb', duckdbPath: sink.path });
+    case 'bigquery':
+      return createSink({
+        sink: 'bigquery',
+        bqProject: sink.project,
+        bqDataset: sink.dataset,
+        bqKeyFile: sink.keyFile,
+        bqLocation: sink.location,
+        bqMaxStaleness: sink.maxStaleness,
+        bqMaxBatchBytes: sink.maxBatchBytes,
+        bqUnrepresentable: sink.unrepresentable,
+      });
   }
 }
