@@ -131,6 +131,7 @@ async function runOnce(
     sink: options.sink ?? 'stdout',
     stateFile: options.stateFile,
     duckdbPath: options.duckdbPath,
+    duckdbMemoryLimit: options.duckdbMemoryLimit,
     bqProject: options.bqProject,
     bqDataset: options.bqDataset,
     bqKeyFile: options.bqKeyFile,

@@ -23,6 +23,7 @@ export interface CliOptions {
   sink?: SinkName;
   stateFile?: string;
   duckdbPath?: string;
+  duckdbMemoryLimit?: string;
   bqProject?: string;
   bqDataset?: string;
   bqKeyFile?: string;
@@ -128,6 +129,10 @@ export function buildProgram(handler: CommandHandler): Command {
     .addOption(new Option('--sink <name>', 'where data goes (default stdout)').choices(SINK_NAMES))
     .option('--state-file <path>', 'stdout: keep resumption state in this JSON file across runs')
     .option('--duckdb-path <path>', 'duckdb: database file (default ./replica.duckdb)')
+    .option(
+      '--duckdb-memory-limit <size>',
+      "duckdb: DuckDB's memory_limit, e.g. 128MB (default 256MB; the rest spills to disk)",
+    )
     .option('--bq-project <id>', 'bigquery: Google Cloud project of the dataset')
     .option('--bq-dataset <name>', 'bigquery: dataset the tables go to (created if missing)')
     .option(

@@ -16,6 +16,7 @@ export interface SinkCliOptions {
   sink: SinkName;
   stateFile?: string | undefined;
   duckdbPath?: string | undefined;
+  duckdbMemoryLimit?: string | undefined;
   /** bigquery: project and dataset (required), then the optional settings. */
   bqProject?: string | undefined;
   bqDataset?: string | undefined;
@@ -39,7 +40,10 @@ export async function createSink(options: SinkCliOptions): Promise<Sink> {
       return new NullSink();
     case 'duckdb': {
       const DuckDbSink = await loadSinkClass('@pg-replicate/duckdb', 'DuckDbSink');
-      return new DuckDbSink({ path: options.duckdbPath ?? 'replica.duckdb' });
+      return new DuckDbSink({
+        path: options.duckdbPath ?? 'replica.duckdb',
+        memoryLimit: options.duckdbMemoryLimit,
+      });
     }
     case 'bigquery': {
       // The sink checks these (INVALID_ARGUMENT, exit 2) and names the flag that is missing.

@@ -120,6 +120,11 @@ const nullSinkSchema = z.strictObject({ type: z.literal('null') });
 const duckDbSinkSchema = z.strictObject({
   type: z.literal('duckdb'),
   path: z.string().min(1).describe('duckdb: the database file (put it on a persistent volume).'),
+  memoryLimit: z
+    .string()
+    .regex(/^\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB)$/i, { error: 'expected a size like 128MB or 1GB' })
+    .optional()
+    .describe("duckdb: DuckDB's `memory_limit` (default `256MB`); what does not fit spills to disk."),
 });
 
 const bigQuerySinkSchema = z.strictObject({

@@ -238,7 +238,7 @@ export function buildSink(sink: SinkConfig): Promise<Sink> {
     case 'null':
       return createSink({ sink: 'null' });
     case 'duckdb':
-      return createSink({ sink: 'duckdb', duckdbPath: sink.path });
+      return createSink({ sink: 'duckdb', duckdbPath: sink.path, duckdbMemoryLimit: sink.memoryLimit });
     case 'bigquery':
       return createSink({
         sink: 'bigquery',
