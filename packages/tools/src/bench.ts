@@ -89,23 +89,48 @@ async function main(): Promise<void> {
       await measure('backfill', 'COPY binary → /dev/null (psql)', ROWS, true, () =>
         runMeasured('psql', [...libpq, '-c', 'COPY bench TO STDOUT (FORMAT binary)'], env),
       );
-      await measure('backfill', 'pg-replicate copy → null', ROWS, false, () =>
-        runMeasured(process.execPath, [BIN, ...ours, '--sink', 'null', 'copy', 'bench_pub']),
-      );
+      for (const workers of [1, 2, 4]) {
+        await measure(
+          'backfill',
+          `pg-replicate copy → null, ${workers} worker${workers > 1 ? 's' : ''}`,
+          ROWS,
+          false,
+          () =>
+            runMeasured(process.execPath, [
+              BIN,
+              ...ours,
+              '--sink',
+              'null',
+              '--copy-workers',
+              String(workers),
+              'copy',
+              'bench_pub',
+            ]),
+        );
+      }
       if (!args['no-duckdb']) {
         let i = 0;
-        await measure('backfill', 'pg-replicate copy → duckdb', ROWS, false, () =>
-          runMeasured(process.execPath, [
-            BIN,
-            ...ours,
-            '--sink',
-            'duckdb',
-            '--duckdb-path',
-            join(work, `copy-${i++}.duckdb`),
-            'copy',
-            'bench_pub',
-          ]),
-        );
+        for (const workers of [1, 4]) {
+          await measure(
+            'backfill',
+            `pg-replicate copy → duckdb, ${workers} worker${workers > 1 ? 's' : ''}`,
+            ROWS,
+            false,
+            () =>
+              runMeasured(process.execPath, [
+                BIN,
+                ...ours,
+                '--sink',
+                'duckdb',
+                '--duckdb-path',
+                join(work, `copy-${i++}.duckdb`),
+                '--copy-workers',
+                String(workers),
+                'copy',
+                'bench_pub',
+              ]),
+          );
+        }
       }
     }
 
