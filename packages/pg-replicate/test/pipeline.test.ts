@@ -35,6 +35,17 @@ async function currentLsn(): Promise<Lsn> {
   return parseLsn(row!.lsn);
 }
 
+/** Waits until the sink holds everything written so far, then stops the pipeline gracefully. */
+async function catchUp(sink: MemorySink, controller: AbortController): Promise<void> {
+  const end = await currentLsn();
+  await waitFor(
+    () => sink.durable.lastLsn !== null && sink.durable.lastLsn >= end,
+    30_000,
+    'the sink to catch up',
+  );
+  controller.abort();
+}
+
 function pipeline(table: string, sink: MemorySink, extra: Partial<PipelineOptions> = {}): Pipeline {
   const source = new PostgresSource({
     connection: db.options,
@@ -86,13 +97,7 @@ describe('Pipeline (both)', () => {
     const controller = new AbortController();
     const running = pipeline('t_concurrent', sink, { copyBatchRows: 200, signal: controller.signal }).run();
     await randomWrites('t_concurrent', 300, 1);
-    const end = await currentLsn();
-    await waitFor(
-      () => sink.durable.lastLsn !== null && sink.durable.lastLsn >= end,
-      30_000,
-      'the sink to catch up',
-    );
-    controller.abort();
+    await catchUp(sink, controller);
     const result = await running;
     expect(result.stopped).toBe(true);
     // The writers ran before and during the snapshot, so the copy holds some of their changes.
@@ -152,13 +157,7 @@ describe('Pipeline (both)', () => {
       signal: controller.signal,
     }).run();
     await randomWrites('t_chunked', 200, 11);
-    const end = await currentLsn();
-    await waitFor(
-      () => sink.durable.lastLsn !== null && sink.durable.lastLsn >= end,
-      30_000,
-      'the sink to catch up',
-    );
-    controller.abort();
+    await catchUp(sink, controller);
     await running;
     expect(plans[0]).toBeGreaterThanOrEqual(2);
     expect(sink.anomalies).toEqual([]);
@@ -193,13 +192,7 @@ describe('Pipeline (both)', () => {
     } finally {
       await client.end();
     }
-    const end = await currentLsn();
-    await waitFor(
-      () => sink.durable.lastLsn !== null && sink.durable.lastLsn >= end,
-      30_000,
-      'the truncate to stream',
-    );
-    controller.abort();
+    await catchUp(sink, controller);
     await running;
     expect(sink.anomalies).toEqual([]);
     expect(sink.rows('"public"."t_truncate"')).toEqual(await pgRows('t_truncate'));
