@@ -15,6 +15,7 @@ export interface ReporterOptions {
 }
 
 interface CopyState {
+  /** `[2/5] "public"."orders"`: the table and where it stands in the backfill. */
   table: string;
   estimated: number;
   rows: number;
@@ -61,7 +62,12 @@ export class ProgressReporter implements Logger {
     const now = performance.now();
     switch (event.type) {
       case 'copy-start':
-        this.#copy = { table: event.table, estimated: event.estimatedRows, rows: 0, started: now };
+        this.#copy = {
+          table: `[${event.index}/${event.count}] ${event.table}`,
+          estimated: event.estimatedRows,
+          rows: 0,
+          started: now,
+        };
         this.#render(now, true);
         break;
       case 'copy-progress':

@@ -33,9 +33,9 @@ export async function backfill(
   snapshot: Snapshot,
   options: BackfillOptions,
 ): Promise<void> {
-  for (const table of tables) {
+  for (const [index, table] of tables.entries()) {
     throwIfAborted(options.signal);
-    await copyOne(source, sink, table, snapshot, options);
+    await copyOne(source, sink, table, snapshot, options, { index: index + 1, count: tables.length });
   }
 }
 
@@ -45,10 +45,16 @@ async function copyOne(
   table: PublishedTable,
   snapshot: Snapshot,
   options: BackfillOptions,
+  position: { index: number; count: number },
 ): Promise<void> {
   const key = tableKey(table);
   const started = performance.now();
-  options.onProgress({ type: 'copy-start', table: key, estimatedRows: table.estimatedRows ?? -1 });
+  options.onProgress({
+    type: 'copy-start',
+    table: key,
+    estimatedRows: table.estimatedRows ?? -1,
+    ...position,
+  });
   const chunks = await source.planChunks(table, options.workers, options.chunkPages);
   await sink.beginCopy(table, snapshot.lsn);
   const queue = new BoundedQueue<CopyTextRow[]>(COPY_QUEUE_BYTES, batchBytes);

@@ -5,7 +5,14 @@
 import type { Lsn } from '../lsn.js';
 
 export type ProgressEvent =
-  | { readonly type: 'copy-start'; readonly table: string; readonly estimatedRows: number }
+  | {
+      readonly type: 'copy-start';
+      readonly table: string;
+      readonly estimatedRows: number;
+      /** 1-based position of the table in this backfill, and how many tables it copies. */
+      readonly index: number;
+      readonly count: number;
+    }
   | { readonly type: 'copy-progress'; readonly table: string; readonly rows: number }
   | { readonly type: 'copy-done'; readonly table: string; readonly rows: number; readonly ms: number }
   | { readonly type: 'streaming'; readonly startLsn: Lsn }
