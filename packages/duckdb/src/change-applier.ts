@@ -202,7 +202,7 @@ export class ChangeApplier {
           'SINK_ERROR',
           `an update of ${plan.key} kept unchanged TOAST values of a row that is not in DuckDB`,
           {
-            hint: 'the DuckDB table does not match Postgres: it was edited by hand, or a TRUNCATE or table rewrite (ALTER TABLE … TYPE, VACUUM FULL) ran while it was being copied, which makes the copy miss rows (they are not MVCC-safe); copy the table again with a new slot',
+            hint: 'the DuckDB table does not hold the rows Postgres had: it was never copied (cdc mode streams changes only — use both), or it was edited by hand; copy the table again with a new slot (both)',
           },
         );
       }
