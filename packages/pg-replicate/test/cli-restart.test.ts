@@ -3,7 +3,7 @@
  * sink's durable position, and nothing is lost or printed twice. A cluster of its own, since the
  * test stops the server.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestCluster } from '@pg-replicate/testkit';
@@ -19,11 +19,15 @@ beforeAll(async () => {
     `CREATE TABLE events (id int PRIMARY KEY, note text); CREATE PUBLICATION pub FOR TABLE events;`,
   );
 });
-afterAll(async () => cluster?.destroy());
+const scratch = mkdtempSync(join(tmpdir(), 'pgr-restart-'));
+afterAll(async () => {
+  rmSync(scratch, { recursive: true, force: true });
+  await cluster?.destroy();
+});
 
 describe('pg-replicate after a server restart', () => {
   it('reconnects with backoff and resumes exactly where it stopped', async () => {
-    const state = join(mkdtempSync(join(tmpdir(), 'pgr-restart-')), 'state.json');
+    const state = join(mkdtempSync(join(scratch, 'run-')), 'state.json');
     const args = [
       '--url',
       cluster.url(),

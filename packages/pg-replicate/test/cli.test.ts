@@ -2,6 +2,9 @@
  * The CLI as users run it: a separate process (the built bin), real Postgres, stdout parsed.
  * `npm test` builds first, so `bin/pg-replicate.js` runs the current `dist/`.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli as cli, startCli } from './cli-process.js';
 import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
@@ -33,7 +36,11 @@ beforeAll(async () => {
     GRANT SELECT ON golden TO cli_user;
   `);
 });
-afterAll(async () => db.close());
+const scratch = mkdtempSync(join(tmpdir(), 'pgr-cli-'));
+afterAll(async () => {
+  rmSync(scratch, { recursive: true, force: true });
+  await db.close();
+});
 
 describe('pg-replicate CLI', () => {
   it('--help teaches every command with an example, and exits 0', async () => {
@@ -116,7 +123,7 @@ describe('pg-replicate CLI', () => {
 
   it('both: copies existing rows as op "copy", then streams; a second run resumes (state file)', async () => {
     await db.sql(`INSERT INTO golden (id, s) SELECT g, 'row ' || g FROM generate_series(1, 50) g`);
-    const stateFile = `${process.env.TMPDIR ?? '/tmp'}/pgr-state-${Date.now()}.json`;
+    const stateFile = join(scratch, 'both.json');
     const args = ['--url', db.url, '--state-file', stateFile, 'both', 'my_publication', 'both_slot'];
     const first = await cli([...args, '--end-lsn', await currentLsn()]);
     expect(first.code).toBe(0);
@@ -167,7 +174,7 @@ describe('pg-replicate CLI', () => {
   });
 
   it('stops gracefully on SIGTERM (exit 0); the next run resumes with the next change', async () => {
-    const stateFile = `${process.env.TMPDIR ?? '/tmp'}/pgr-sigterm-${Date.now()}.json`;
+    const stateFile = join(scratch, 'sigterm.json');
     const args = [
       '--url',
       db.url,

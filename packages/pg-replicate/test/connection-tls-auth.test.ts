@@ -5,7 +5,7 @@
  * and fails for `127.0.0.2`, an address the same server also listens on).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,7 +106,10 @@ beforeAll(async () => {
     CREATE ROLE nologin_user PASSWORD '${PASSWORD}';
   `);
 });
-afterAll(async () => cluster?.destroy());
+afterAll(async () => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  await cluster?.destroy();
+});
 
 function options(input: ConnectionInput) {
   return resolveConnection(

@@ -3,7 +3,7 @@
  * Postgres. Each must print one actionable line (what is wrong and the exact fix), exit non-zero,
  * print no stack trace and no password, and leave the sink (stdout and its state file) untouched.
  */
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestCluster } from '@pg-replicate/testkit';
@@ -94,6 +94,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
   await Promise.all((await clusters.catch(() => [])).map((cluster) => cluster.destroy()));
   holding?.dispose();
   await holder?.close();

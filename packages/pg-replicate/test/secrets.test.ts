@@ -4,7 +4,7 @@
  * place it can come from (flag, URL, DATABASE_URL, PGPASSWORD), and everything it wrote is searched
  * for the password, raw and URL-encoded.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,7 +64,10 @@ beforeAll(async () => {
     CREATE PUBLICATION sec_pub FOR TABLE accounts;
   `);
 });
-afterAll(async () => db.close());
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await db.close();
+});
 
 describe('the password never shows', () => {
   it('in --help, with the password given every way at once', async () => {
