@@ -6,6 +6,7 @@
  */
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { PgReplicateError } from 'pg-replicate';
+import { literal } from './sql.js';
 
 /** DuckDB settings the sink passes through. */
 export interface OpenOptions {
@@ -13,7 +14,20 @@ export interface OpenOptions {
   threads?: number | undefined;
   /** DuckDB `memory_limit`, e.g. `512MB` (default: DuckDB's, 80% of RAM). */
   memoryLimit?: string | undefined;
+  /** Rows per DuckDB row group of the tables the sink writes (default {@link ROW_GROUP_SIZE}). */
+  rowGroupSize?: number | undefined;
 }
+
+/**
+ * DuckDB re-reads and recompresses the open row group at every checkpoint, in memory its
+ * `memory_limit` does not count: with its default of 122,880 rows, a copy of a table of ~2 KB
+ * rows peaked at 1.2 GB RSS under a 256 MB limit. 16,384 rows measured 0.6 GB there and loads
+ * were twice as fast; scans lose little (a row group is still eight vectors).
+ */
+export const ROW_GROUP_SIZE = 16_384;
+
+/** The name the sink's file is attached under in its own session. */
+const CATALOG = 'replica';
 
 type Row = Record<string, unknown>;
 
@@ -30,19 +44,30 @@ export class DuckDbDatabase {
     this.#connection = connection;
   }
 
-  /** Opens (creating if missing) the database file; `SINK_LOCKED` when another process has it. */
+  /**
+   * Opens (creating if missing) the database file; `SINK_LOCKED` when another process has it.
+   * The file is attached to an in-memory session rather than opened directly, because only
+   * `ATTACH` takes a row-group size (see {@link ROW_GROUP_SIZE}).
+   */
   static async open(path: string, options: OpenOptions = {}): Promise<DuckDbDatabase> {
-    const config: Record<string, string> = {};
+    // What does not fit in memory spills beside the file, as when DuckDB opens the file itself.
+    const config: Record<string, string> = { temp_directory: `${path}.tmp` };
     if (options.threads !== undefined) config['threads'] = String(options.threads);
     if (options.memoryLimit !== undefined) config['memory_limit'] = options.memoryLimit;
-    let instance: DuckDBInstance;
+    const rowGroupSize = options.rowGroupSize ?? ROW_GROUP_SIZE;
+    const instance = await DuckDBInstance.create(':memory:', config);
+    let connection: DuckDBConnection | undefined;
     try {
-      instance = await DuckDBInstance.create(path, config);
+      connection = await instance.connect();
+      await connection.run(
+        `ATTACH ${literal(path)} AS ${CATALOG} (ROW_GROUP_SIZE ${rowGroupSize}); USE ${CATALOG}`,
+      );
     } catch (error) {
+      connection?.closeSync();
+      instance.closeSync();
       throw openError(error, path);
     }
     try {
-      const connection = await instance.connect();
       const database = new DuckDbDatabase(path, instance, connection);
       // Timestamps without a zone are UTC, as on the Postgres side of the pipeline.
       await database.run(`SET TimeZone = 'UTC'`, 'configuring the session');
