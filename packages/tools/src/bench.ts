@@ -26,10 +26,13 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     'lag-seconds': { type: 'string', default: '20' },
     'no-duckdb': { type: 'boolean', default: false },
+    /** Extra CLI flags for the DuckDB runs, e.g. `--duckdb-memory-limit 128MB`. */
+    'duckdb-flags': { type: 'string', default: '' },
   },
 });
 const ROWS = Number(args.rows);
 const REPS = Number(args.reps);
+const duckdbFlags = args['duckdb-flags'].split(' ').filter((flag) => flag !== '');
 const BIN = fileURLToPath(new URL('../../pg-replicate/bin/pg-replicate.js', import.meta.url));
 const COLUMNS = `id bigint PRIMARY KEY, n int, t text, ts timestamptz, amount numeric(12,2), doc jsonb, flag bool, u uuid`;
 const ROW_EXPR = (from: number, to: number) => `
@@ -124,6 +127,7 @@ async function main(): Promise<void> {
                 'duckdb',
                 '--duckdb-path',
                 join(work, `copy-${i++}.duckdb`),
+                ...duckdbFlags,
                 '--copy-workers',
                 String(workers),
                 'copy',
@@ -199,6 +203,7 @@ async function main(): Promise<void> {
             'duckdb',
             '--duckdb-path',
             join(work, `cdc-${i++}.duckdb`),
+            ...duckdbFlags,
             'cdc',
             'cdc_pub',
             duckSlot(),
