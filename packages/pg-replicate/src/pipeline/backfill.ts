@@ -110,7 +110,7 @@ async function readChunks(
  * Copied rows waiting for the sink, across all connections: enough to keep the sink busy while
  * Postgres sends, small enough that memory stays flat whatever the table size.
  */
-const COPY_QUEUE_BYTES = 8 * 1024 * 1024;
+const COPY_QUEUE_BYTES = 32 * 1024 * 1024;
 
 function batchBytes(rows: readonly CopyTextRow[]): number {
   let bytes = 0;
