@@ -49,7 +49,7 @@ export type ErrorCode =
 
 /**
  * Failures that go away by themselves (network, restarts, another process letting go of a slot, a
- * sender or a file): a supervisor may retry them. Keep in step with `replicator/error-policy.ts`.
+ * sender or a file): a supervisor may retry them. Keep in step with `retry/failure-policy.ts`.
  */
 const TRANSIENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'HOST_UNREACHABLE',

@@ -13,12 +13,12 @@ import { configFields, envName } from '../src/replicator/config-fields.js';
 import { ConfigError } from '../src/replicator/config-issues.js';
 import { loadConfig } from '../src/replicator/config-loader.js';
 import { configReference } from '../src/replicator/config-reference.js';
-import { classifyFailure } from '../src/replicator/error-policy.js';
 import { EXIT } from '../src/replicator/exit-codes.js';
 import { InstrumentedSink } from '../src/replicator/instrumented-sink.js';
 import { redactor } from '../src/replicator/logger.js';
 import { ReplicatorMetrics } from '../src/replicator/metrics.js';
-import { backoffDelay } from '../src/replicator/supervisor.js';
+import { backoffDelay } from '../src/retry/backoff.js';
+import { classifyFailure } from '../src/retry/failure-policy.js';
 import { NullSink } from '../src/sink/null-sink.js';
 import { tempDir, writeConfig } from './replicator-harness.js';
 

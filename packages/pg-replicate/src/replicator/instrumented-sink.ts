@@ -6,10 +6,10 @@
  */
 import { PgReplicateError } from '../errors.js';
 import type { Lsn } from '../lsn.js';
+import { classifyFailure } from '../retry/failure-policy.js';
 import type { RowData } from '../row.js';
 import type { TableSchema } from '../schema.js';
 import type { ChangeBatch, Sink, SinkContext, SinkState } from '../sink/sink.js';
-import { classifyFailure } from './error-policy.js';
 import type { SinkOperation } from './metrics.js';
 
 /** Receives the duration of each timed sink call, in seconds. */

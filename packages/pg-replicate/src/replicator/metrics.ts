@@ -6,7 +6,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProgressEvent } from '../pipeline/progress.js';
-import type { FailureKind } from './error-policy.js';
+import type { FailureKind } from '../retry/failure-policy.js';
 
 /** What the service is doing, as shown by `/readyz` and `pg_replicate_state`. */
 export const SERVICE_STATES = [

@@ -7,7 +7,7 @@
  */
 import { formatLsn, type Lsn } from '../lsn.js';
 import type { ProgressEvent } from '../pipeline/progress.js';
-import type { Failure } from './error-policy.js';
+import type { Failure } from '../retry/failure-policy.js';
 import type { ServiceState } from './metrics.js';
 
 /** The body of `/readyz`. */

@@ -2,11 +2,12 @@
  * Keeps one pipeline running: each attempt builds a fresh source, sink and pipeline (the previous
  * ones were closed by `Pipeline.run`), so a restart resumes from the state the sink made durable —
  * exactly-once with a transactional sink. Transient failures are retried with exponential backoff
- * and jitter; permanent ones end the service with their own exit code (see `error-policy.ts`).
+ * and jitter; permanent ones end the service with their own exit code (see `retry/failure-policy.ts`).
  */
 import type { PipelineResult } from '../pipeline/pipeline.js';
+import { backoffDelay } from '../retry/backoff.js';
+import { classifyFailure, type Failure } from '../retry/failure-policy.js';
 import type { ReplicatorConfig } from './config-schema.js';
-import { classifyFailure, type Failure } from './error-policy.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import type { ServiceLogger } from './logger.js';
 import type { ReplicatorMetrics } from './metrics.js';
@@ -33,21 +34,6 @@ export interface SupervisorOptions {
   attempt: (signal: AbortSignal) => Promise<PipelineResult>;
   /** Source of jitter (tests pin it). */
   random?: () => number;
-}
-
-/**
- * The wait before retry number `attempt` (1 for the first retry): exponential, capped, with "equal
- * jitter" — between half and all of the exponential value, so restarts of many replicators after
- * one database restart spread out instead of arriving together.
- */
-export function backoffDelay(
-  attempt: number,
-  retry: RetryPolicy,
-  random: () => number = Math.random,
-): number {
-  const exponential = retry.initialDelayMs * retry.multiplier ** Math.max(0, attempt - 1);
-  const capped = Math.min(retry.maxDelayMs, exponential);
-  return Math.round(capped / 2 + random() * (capped / 2));
 }
 
 export class Supervisor {

@@ -1,5 +1,5 @@
 /**
- * What the replicator does about each failure: retry it after a backoff (the failure goes away by
+ * What the CLI and the replicator do about each failure: retry it after a backoff (the failure goes away by
  * itself: a lost connection, a restarting server, a sink briefly unavailable) or stop with a clear
  * message (it needs a person: an invalidated slot, wrong credentials, a schema the sink cannot
  * hold). One table over every {@link ErrorCode}, so a new code does not compile until somebody has
@@ -21,7 +21,7 @@ export interface Failure {
   readonly hint: string | undefined;
 }
 
-/** `true`: retried with backoff; `false`: the replicator stops (exit 4). */
+/** `true`: retried with backoff; `false`: the CLI stops (exit 1), the replicator too (exit 4). */
 const RETRY: Record<ErrorCode, boolean> = {
   INVALID_ARGUMENT: false,
   INVALID_LSN: false,
