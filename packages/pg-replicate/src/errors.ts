@@ -44,6 +44,8 @@ export type ErrorCode =
   | 'SINK_BEHIND_SLOT'
   | 'SINK_AHEAD_OF_SERVER'
   | 'SCHEMA_UNSUPPORTED'
+  /** A resumed copy lacks a row a replayed change needs: the sink will copy the table in full. */
+  | 'COPY_INCOMPLETE'
   // lifecycle
   | 'ABORTED';
 
@@ -62,6 +64,7 @@ const TRANSIENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'SINK_LOCKED',
   'SERVER_ERROR',
   'TABLE_REWRITTEN',
+  'COPY_INCOMPLETE',
 ]);
 
 export interface PgReplicateErrorOptions {

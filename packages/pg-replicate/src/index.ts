@@ -67,7 +67,10 @@ export { type ColumnSchema, identityColumns, type TableSchema, tableKey } from '
 export { NullSink } from './sink/null-sink.js';
 export {
   type ChangeBatch,
+  type CopyChunk,
+  type CopyPlan,
   EMPTY_SINK_STATE,
+  type PartialCopy,
   type Sink,
   type SinkContext,
   type SinkState,

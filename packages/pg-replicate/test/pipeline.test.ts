@@ -143,7 +143,7 @@ describe('Pipeline (both)', () => {
     const plan = source.planChunks.bind(source);
     source.planChunks = async (...args) => {
       const chunks = await plan(...args);
-      plans.push(chunks.length);
+      plans.push(chunks.chunks.length);
       return chunks;
     };
     const controller = new AbortController();

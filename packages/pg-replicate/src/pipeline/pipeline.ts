@@ -6,6 +6,9 @@
  * - Tables the sink reports copied are not copied again; any other table is (its partial rows are
  *   cleared by `beginCopy`). When the slot already exists, missing tables are copied in the
  *   snapshot of a temporary slot, and changes committed before that snapshot are skipped for them.
+ * - A copy the sink recorded chunk by chunk resumes with the chunks it lacks (see `backfill.ts`),
+ *   when streaming will replay every change since the copy began: `both` mode, with the slot and
+ *   the sink not past the copy's first snapshot.
  * - A new slot starts a new lineage: in `both` mode every table is copied again.
  * - Streaming resumes at the sink's position; Postgres re-sends unconfirmed transactions and the
  *   ones at or before the sink's position are skipped.
@@ -13,9 +16,9 @@
  *   position (changes would be missing) or ahead of the server's WAL refuses to start.
  */
 import { PgReplicateError } from '../errors.js';
-import { formatLsn, type Lsn } from '../lsn.js';
+import { formatLsn, type Lsn, maxLsn } from '../lsn.js';
 import { tableKey } from '../schema.js';
-import type { Sink, SinkState } from '../sink/sink.js';
+import type { PartialCopy, Sink, SinkState } from '../sink/sink.js';
 import type { PublishedTable } from '../source/catalog.js';
 import type { PostgresSource } from '../source/postgres-source.js';
 import type { ReplicationMode } from '../source/preflight.js';
@@ -102,7 +105,8 @@ export class Pipeline {
         }
         const pending = source.tables.filter((table) => !copied.has(tableKey(table)));
         if (pending.length > 0 || slotIsNew) {
-          const snapshotLsn = await this.#backfill(pending, copied);
+          const resumable = slotIsNew ? new Map() : this.#resumableCopies(state);
+          const snapshotLsn = await this.#backfill(pending, copied, resumable);
           if (slotIsNew && snapshotLsn !== null) startLsn = snapshotLsn;
         } else {
           this.#logger.info('every table is already copied');
@@ -157,8 +161,30 @@ export class Pipeline {
     }
   }
 
+  /**
+   * The sink's partial copies that can resume: streaming must replay every change after the LSN
+   * each copy began at, so neither the sink nor the slot may be past it (and only `both` streams).
+   */
+  #resumableCopies(state: SinkState): Map<string, PartialCopy> {
+    const { source, sink, mode } = this.#options;
+    const resumable = new Map<string, PartialCopy>();
+    if (mode !== 'both' || sink.chunkCopied === undefined || state.partialCopies === undefined) {
+      return resumable;
+    }
+    const streamFrom = maxLsn(state.lastLsn ?? 0n, source.slotInfo?.confirmedFlushLsn ?? 0n);
+    for (const [key, partial] of state.partialCopies) {
+      if (streamFrom <= partial.snapshotLsn) resumable.set(key, partial);
+      else this.#logger.info(`the interrupted copy of ${key} is older than the stream: copying it again`);
+    }
+    return resumable;
+  }
+
   /** Copies `tables` in one snapshot; returns the snapshot's LSN. Records them in `copied`. */
-  async #backfill(tables: readonly PublishedTable[], copied: Map<string, Lsn | null>): Promise<Lsn | null> {
+  async #backfill(
+    tables: readonly PublishedTable[],
+    copied: Map<string, Lsn | null>,
+    resumable: ReadonlyMap<string, PartialCopy>,
+  ): Promise<Lsn | null> {
     const { source, sink, mode, signal } = this.#options;
     const started = performance.now();
     const snapshot = await source.openSnapshot(mode);
@@ -170,15 +196,17 @@ export class Pipeline {
           `copying ${tables.length} table(s)${snapshot.lsn === null ? '' : ` at snapshot LSN ${formatLsn(snapshot.lsn)}`}`,
         );
       }
-      await backfill(source, sink, tables, snapshot, {
+      const consistentAt = await backfill(source, sink, tables, snapshot, {
         batchRows: this.#options.copyBatchRows ?? 10_000,
         workers: this.#options.copyWorkers ?? 4,
         chunkPages: this.#options.copyChunkPages ?? 1024,
+        resumable,
         signal,
         onProgress: this.#options.onProgress ?? (() => {}),
+        logger: this.#logger,
         stats: this.stats,
       });
-      for (const table of tables) copied.set(tableKey(table), snapshot.lsn);
+      for (const [key, lsn] of consistentAt) copied.set(key, lsn);
       return snapshot.lsn;
     } finally {
       await unlock?.();

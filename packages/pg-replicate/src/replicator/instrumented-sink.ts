@@ -9,7 +9,7 @@ import type { Lsn } from '../lsn.js';
 import { classifyFailure } from '../retry/failure-policy.js';
 import type { RowData } from '../row.js';
 import type { TableSchema } from '../schema.js';
-import type { ChangeBatch, Sink, SinkContext, SinkState } from '../sink/sink.js';
+import type { ChangeBatch, CopyPlan, Sink, SinkContext, SinkState } from '../sink/sink.js';
 import type { SinkOperation } from './metrics.js';
 
 /** Receives the duration of each timed sink call, in seconds. */
@@ -22,6 +22,11 @@ export class InstrumentedSink implements Sink {
   constructor(inner: Sink, timer: SinkTimer) {
     this.#inner = inner;
     this.#timer = timer;
+    const chunkCopied = inner.chunkCopied?.bind(inner);
+    if (chunkCopied !== undefined) {
+      this.chunkCopied = (table, index) =>
+        this.#call('recording a copied chunk', () => chunkCopied(table, index), 'copy_commit');
+    }
   }
 
   get name(): string {
@@ -40,9 +45,12 @@ export class InstrumentedSink implements Sink {
     return this.#call('preparing tables', () => this.#inner.prepare(tables));
   }
 
-  beginCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void> {
-    return this.#call('starting a copy', () => this.#inner.beginCopy(table, snapshotLsn));
+  beginCopy(table: TableSchema, snapshotLsn: Lsn | null, plan?: CopyPlan): Promise<void> {
+    return this.#call('starting a copy', () => this.#inner.beginCopy(table, snapshotLsn, plan));
   }
+
+  /** Present only when the wrapped sink records chunks. */
+  readonly chunkCopied?: (table: TableSchema, index: number) => Promise<void>;
 
   writeRows(table: TableSchema, rows: readonly RowData[]): Promise<void> {
     return this.#call('writing copied rows', () => this.#inner.writeRows(table, rows), 'rows');

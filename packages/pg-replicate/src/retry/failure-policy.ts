@@ -62,6 +62,8 @@ const RETRY: Record<ErrorCode, boolean> = {
   SINK_BEHIND_SLOT: false,
   SINK_AHEAD_OF_SERVER: false,
   SCHEMA_UNSUPPORTED: false,
+  // The sink has marked the table for a full copy: the next attempt does it.
+  COPY_INCOMPLETE: true,
   ABORTED: false,
 };
 

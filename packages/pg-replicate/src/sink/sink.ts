@@ -6,7 +6,8 @@
  * stored state says is already applied, confirming positions to Postgres).
  *
  * Call order, always awaited one at a time (a sink never sees two calls at once):
- * `open` → `prepare` → (`beginCopy` → `writeRows`* → `endCopy`)* → `writeChanges`* → `close`.
+ * `open` → `prepare` → (`beginCopy` → (`writeRows` | `chunkCopied`)* → `endCopy`)* →
+ * `writeChanges`* → `close`.
  */
 import type { ChangeEvent } from '../events.js';
 import type { Lsn } from '../lsn.js';
@@ -24,6 +25,46 @@ export interface SinkState {
   readonly copiedTables: ReadonlyMap<string, Lsn | null>;
   /** End LSN of the last transaction durably applied (`null`: nothing yet, or not tracked). */
   readonly lastLsn: Lsn | null;
+  /**
+   * Copies interrupted part-way that the sink can resume (only sinks with {@link Sink.chunkCopied}),
+   * by {@link tableKey}. The pipeline copies the other chunks and the table keeps its rows.
+   */
+  readonly partialCopies?: ReadonlyMap<string, PartialCopy> | undefined;
+}
+
+/**
+ * A range of a table's heap pages, copied as one unit: `firstPage` up to `endPage` (exclusive), or
+ * to the end of the table when `endPage` is null (so rows added since the plan are included).
+ */
+export interface CopyChunk {
+  readonly firstPage: number;
+  readonly endPage: number | null;
+}
+
+/** How a table's copy is split, and which chunks are durable (see {@link SinkState.partialCopies}). */
+export interface PartialCopy {
+  /** The LSN the copy started consistent with: changes after it are replayed over every chunk. */
+  readonly snapshotLsn: Lsn;
+  /** The table's data file when the copy was planned: a rewrite moves rows between chunks. */
+  readonly fileNode: string;
+  readonly chunks: readonly CopyChunk[];
+  /** Indices into `chunks` of those whose every row is durable. */
+  readonly done: readonly number[];
+}
+
+/** What `beginCopy` is told besides the table (sinks that do not resume copies may ignore it). */
+export interface CopyPlan {
+  /** The chunks of this copy; `chunkCopied` reports each by its index. */
+  readonly chunks: readonly CopyChunk[];
+  readonly fileNode: string;
+  /**
+   * Set when this copy resumes the sink's partial copy: keep the table's rows, and write each row
+   * received in place of any row with the same key (rows of unfinished chunks may already be
+   * there). Changes up to `replayUntil` (the LSN of the snapshot the remaining chunks are copied
+   * in) may then meet rows that already have them: apply those idempotently too (an insert of a
+   * key that exists replaces it).
+   */
+  readonly resume: { readonly replayUntil: Lsn } | null;
 }
 
 export const EMPTY_SINK_STATE: SinkState = { copiedTables: new Map(), lastLsn: null };
@@ -71,13 +112,21 @@ export interface Sink {
 
   /**
    * A table's backfill starts: discard whatever an earlier, interrupted copy of it left behind
-   * (and any rows of it at all — the copy replaces the table's contents). `snapshotLsn` is the
-   * LSN the copy is consistent with (null without a slot).
+   * (and any rows of it at all — the copy replaces the table's contents), unless `plan.resume`
+   * says this copy resumes one. `snapshotLsn` is the LSN the copy is consistent with (null
+   * without a slot).
    */
-  beginCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void>;
+  beginCopy(table: TableSchema, snapshotLsn: Lsn | null, plan?: CopyPlan): Promise<void>;
 
   /** Copied rows of the table, in batches. Need not be durable until `endCopy`. */
   writeRows(table: TableSchema, rows: readonly RowData[]): Promise<void>;
+
+  /**
+   * Optional: every row of chunk `index` of the plan has been given to `writeRows`. Make the rows
+   * written so far durable and record the chunk as done, so that a copy cut short can resume (see
+   * {@link SinkState.partialCopies}). Sinks without it copy interrupted tables again in full.
+   */
+  chunkCopied?(table: TableSchema, index: number): Promise<void>;
 
   /** The table's copy is complete: make its rows durable and record it as copied at `snapshotLsn`. */
   endCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void>;

@@ -21,6 +21,7 @@ import { type CreatedSlot, ReplicationConnection } from '../protocol/replication
 import type { ReplicationStream } from '../protocol/replication-stream.js';
 import type { CopyTextRow } from '../row.js';
 import type { ColumnSchema, TableSchema } from '../schema.js';
+import type { CopyChunk } from '../sink/sink.js';
 import { TypeRegistry } from '../types/type-registry.js';
 import {
   currentWalLsn,
@@ -46,6 +47,15 @@ export interface PostgresSourceOptions {
 }
 
 /** A consistent view of the database for backfill, and the LSN from which streaming continues it. */
+/** The largest page range of a chunk: 1 GiB of 8 KiB pages. */
+const MAX_CHUNK_PAGES = 131_072;
+
+/** How a table is split for copying (see `PostgresSource.planChunks`). */
+export interface ChunkPlan {
+  readonly chunks: readonly CopyChunk[];
+  readonly fileNode: string;
+}
+
 export interface Snapshot {
   /** For `SET TRANSACTION SNAPSHOT` (null: a plain transaction, see {@link PostgresSource.copyTable}). */
   readonly name: string | null;
@@ -200,32 +210,46 @@ export class PostgresSource {
   }
 
   /**
-   * Splits a table into ranges of heap pages (ctid) of at least `minPages` each, at most `maxChunks`
-   * of them, for copying by several connections in one snapshot. Returns a single whole-table
-   * chunk (`undefined`) for small and partitioned tables. The last range is open-ended: pages added
-   * after the size was read hold no rows the snapshot can see, but the range covers them anyway.
+   * Splits a table into ranges of heap pages (ctid) of at least `minPages` each, for copying by
+   * `workers` connections in one snapshot: as many ranges as workers, or more so that none exceeds
+   * 1 GiB (a copy cut short resumes per range). One whole-table chunk for one worker, and for small
+   * and partitioned tables. The last range is open-ended: pages added after the size was read
+   * hold no rows the snapshot can see, but the range covers them anyway. Also returns the table's
+   * data file, which tells whether rows can have moved between ranges since (a rewrite).
    */
-  async planChunks(
-    table: PublishedTable,
-    maxChunks: number,
-    minPages = 1024,
-  ): Promise<(string | undefined)[]> {
-    if (maxChunks <= 1 || table.kind === 'p') return [undefined];
+  async planChunks(table: PublishedTable, workers: number, minPages = 1024): Promise<ChunkPlan> {
     const result = await this.#withControl((client) =>
-      client.query<{ pages: string }>(
-        `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages`,
+      client.query<{ pages: string; node: string | null }>(
+        `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages,
+                pg_relation_filenode($1::oid)::text AS node`,
         [table.relationId],
       ),
     );
+    const fileNode = result.rows[0]!.node ?? '';
+    const whole = { chunks: [{ firstPage: 0, endPage: null }], fileNode };
+    if (workers <= 1 || table.kind === 'p') return whole;
     const pages = Number(result.rows[0]!.pages);
-    const count = Math.min(maxChunks, Math.floor(pages / minPages));
-    if (count <= 1) return [undefined];
-    const step = Math.ceil(pages / count);
-    return Array.from({ length: count }, (_, i) =>
-      i === count - 1
-        ? `ctid >= '(${i * step},0)'::tid`
-        : `ctid >= '(${i * step},0)'::tid AND ctid < '(${(i + 1) * step},0)'::tid`,
+    const count = Math.max(
+      Math.min(workers, Math.floor(pages / minPages)),
+      Math.ceil(pages / MAX_CHUNK_PAGES),
     );
+    if (count <= 1) return whole;
+    const step = Math.ceil(pages / count);
+    const chunks = Array.from({ length: count }, (_, i) => ({
+      firstPage: i * step,
+      endPage: i === count - 1 ? null : (i + 1) * step,
+    }));
+    return { chunks, fileNode };
+  }
+
+  /** The table's data file now (see {@link planChunks}). */
+  async fileNode(table: PublishedTable): Promise<string> {
+    const result = await this.#withControl((client) =>
+      client.query<{ node: string | null }>('SELECT pg_relation_filenode($1::oid)::text AS node', [
+        table.relationId,
+      ]),
+    );
+    return result.rows[0]?.node ?? '';
   }
 
   /**

@@ -8,12 +8,25 @@ import { quoteIdent } from '../connection/connect.js';
 import { CopyStream } from '../protocol/copy-stream.js';
 import { type CopyTextRow, CopyTextRowSplitter } from '../row.js';
 import type { TableSchema } from '../schema.js';
+import type { CopyChunk } from '../sink/sink.js';
 
 export interface CopyTableOptions {
   /** Rows per batch handed to the caller (default 10 000). */
   batchRows?: number;
-  /** Extra WHERE condition (e.g. a ctid range for a chunk), ANDed with the row filter. */
-  where?: string;
+  /** Only the rows of this range of pages (default: the whole table). */
+  chunk?: CopyChunk;
+}
+
+/** The ctid condition of a chunk (none for the whole table). */
+export function chunkCondition(chunk: CopyChunk | undefined): string | undefined {
+  if (chunk === undefined || (chunk.firstPage === 0 && chunk.endPage === null)) return undefined;
+  // Integers only: chunks may come back from a sink's stored state.
+  const page = (n: number) => {
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`invalid page number ${n}`);
+    return `'(${n},0)'::tid`;
+  };
+  const from = `ctid >= ${page(chunk.firstPage)}`;
+  return chunk.endPage === null ? from : `${from} AND ctid < ${page(chunk.endPage)}`;
 }
 
 /** The COPY statement for the table's published columns and rows. */
@@ -35,7 +48,7 @@ export async function* copyTable(
   options: CopyTableOptions = {},
 ): AsyncGenerator<CopyTextRow[], void, undefined> {
   const batchRows = options.batchRows ?? 10_000;
-  const copy = new CopyStream(copyStatement(table, options.where));
+  const copy = new CopyStream(copyStatement(table, chunkCondition(options.chunk)));
   client.query(copy);
   const splitter = new CopyTextRowSplitter(table.columns.length);
   let rows: CopyTextRow[] = [];
