@@ -13,6 +13,7 @@
  */
 import {
   type ChangeEvent,
+  type Lsn,
   PgReplicateError,
   type RowChangeEvent,
   type RowData,
@@ -35,6 +36,21 @@ interface Pending {
   readonly plan: TablePlan;
   readonly collapser: ChangeCollapser;
   readonly changelog: (RowChangeEvent | TruncateEvent)[];
+  /** Some of the changes are replayed over a resumed copy (see `setReplayWindow`). */
+  replayed: boolean;
+}
+
+/**
+ * A change replayed over a resumed copy needs a row the copy did not bring: the sink must copy
+ * the table again in full (see `DuckDbSink`).
+ */
+export class ResumedCopyIncompleteError extends Error {
+  readonly tableKey: string;
+
+  constructor(tableKey: string) {
+    super(`a change replayed over the resumed copy of ${tableKey} needs a row the copy did not bring`);
+    this.tableKey = tableKey;
+  }
 }
 
 const ROWS_TABLE = '_pg_replicate_rows';
@@ -47,6 +63,8 @@ export class ChangeApplier {
   readonly #pending = new Map<TableSchema, Pending>();
   /** Tables this transaction deleted rows from (their schema changes need a rebuild). */
   readonly #deletedFrom = new Set<string>();
+  /** By table key: changes up to this LSN may already be in the table (after a resumed copy). */
+  readonly #replayUntil = new Map<string, Lsn>();
 
   constructor(db: DuckDbDatabase, catalog: TableCatalog, stage: StageFile) {
     this.#db = db;
@@ -62,8 +80,11 @@ export class ChangeApplier {
         case 'update':
         case 'delete': {
           const pending = await this.#pendingFor(event.table);
+          const until = this.#replayUntil.get(tableKey(event.table));
+          const replayed = until !== undefined && event.lsn <= until;
+          if (replayed) pending.replayed = true;
           try {
-            if (this.#catalog.materialized) pending.collapser.add(event);
+            if (this.#catalog.materialized) pending.collapser.add(event, replayed);
           } catch (error) {
             throw unappliable(pending.plan, error);
           }
@@ -84,6 +105,12 @@ export class ChangeApplier {
     await this.#flush();
   }
 
+  /** Changes of the table up to `lsn` may already be in it (null: none may). */
+  setReplayWindow(key: string, lsn: Lsn | null): void {
+    if (lsn === null) this.#replayUntil.delete(key);
+    else this.#replayUntil.set(key, lsn);
+  }
+
   /** The sink's transaction ended (committed or rolled back). */
   transactionEnded(): void {
     this.#deletedFrom.clear();
@@ -93,7 +120,7 @@ export class ChangeApplier {
     let pending = this.#pending.get(table);
     if (pending === undefined) {
       const plan = await this.#plan(table);
-      pending = { plan, collapser: new ChangeCollapser(plan.identity), changelog: [] };
+      pending = { plan, collapser: new ChangeCollapser(plan.identity), changelog: [], replayed: false };
       this.#pending.set(table, pending);
     }
     return pending;
@@ -119,7 +146,8 @@ export class ChangeApplier {
     for (const pending of this.#pending.values()) {
       const { plan, collapser } = pending;
       if (collapser.size > 0) {
-        if (plan.identity.kind === 'key') await this.#applyKeyed(plan, collapser, plan.identity.columns);
+        if (plan.identity.kind === 'key')
+          await this.#applyKeyed(plan, collapser, plan.identity.columns, pending.replayed);
         else if (plan.identity.kind === 'row') await this.#applyCounted(plan, collapser);
         else await this.#applyInserts(plan, collapser.inserts);
       }
@@ -136,6 +164,7 @@ export class ChangeApplier {
     plan: TablePlan,
     collapser: ChangeCollapser,
     keyColumns: readonly number[],
+    replayed: boolean,
   ): Promise<void> {
     const stage = this.#stage;
     stage.reset();
@@ -198,6 +227,9 @@ export class ChangeApplier {
         what,
       );
       if (Number(missing?.['n']) > 0) {
+        // Replayed over a resumed copy: the row moved out of a chunk that was copied again (an
+        // update placed it in a chunk copied before) and its unchanged values are nowhere here.
+        if (replayed) throw new ResumedCopyIncompleteError(plan.key);
         throw new PgReplicateError(
           'SINK_ERROR',
           `an update of ${plan.key} kept unchanged TOAST values of a row that is not in DuckDB`,

@@ -11,7 +11,8 @@
  *   which a chain of key updates can make different from its final key).
  * - A key update removes the row under the old key.
  * - A key first seen in an insert cannot be in DuckDB yet (keys are unique and every change is
- *   applied exactly once), so it needs no delete: insert-only batches become pure appends.
+ *   applied exactly once), so it needs no delete: insert-only batches become pure appends —
+ *   except changes replayed over a resumed copy, whose keys may be there already.
  *
  * Tables identified by the whole row (REPLICA IDENTITY FULL without a key) are multisets: each
  * distinct row gets a net count (+1 per insert, −1 per delete, an update is both), applied as
@@ -118,10 +119,14 @@ export class ChangeCollapser {
     return this.#inserts;
   }
 
-  add(event: RowChangeEvent): void {
+  /**
+   * Adds a change. `replayed`: the change may already be in DuckDB (replayed after a resumed
+   * copy), so a key it inserts may exist and is replaced rather than appended.
+   */
+  add(event: RowChangeEvent, replayed = false): void {
     this.size++;
     const identity = this.#identity;
-    if (identity.kind === 'key') this.#addKeyed(event, identity.columns);
+    if (identity.kind === 'key') this.#addKeyed(event, identity.columns, replayed);
     else if (identity.kind === 'row') this.#addCounted(event);
     else if (event.op === 'insert') this.#inserts.push(event.new);
     else
@@ -135,7 +140,7 @@ export class ChangeCollapser {
     this.size = 0;
   }
 
-  #addKeyed(event: RowChangeEvent, keyColumns: readonly number[]): void {
+  #addKeyed(event: RowChangeEvent, keyColumns: readonly number[], replayed: boolean): void {
     if (event.op === 'delete') {
       const key = keyOf(event.old, keyColumns);
       const id = join(key);
@@ -155,7 +160,7 @@ export class ChangeCollapser {
       const previous = this.#keyed.get(id);
       this.#keyed.set(id, {
         key,
-        deleteExisting: previous?.deleteExisting ?? false,
+        deleteExisting: previous?.deleteExisting ?? replayed,
         row: event.new,
         unchanged: null,
         origin: null,
@@ -175,7 +180,7 @@ export class ChangeCollapser {
         origin: null,
       });
       const target = this.#keyed.get(id);
-      this.#keyed.set(id, { key, deleteExisting: target?.deleteExisting ?? false, ...merged });
+      this.#keyed.set(id, { key, deleteExisting: target?.deleteExisting ?? replayed, ...merged });
     } else {
       this.#keyed.set(id, { key, deleteExisting: before?.deleteExisting ?? true, ...merged });
     }

@@ -29,6 +29,11 @@ export interface CopyTarget {
   readonly materialized: boolean;
   /** Also append the rows to the changelog as `copy` rows. */
   readonly changelog: boolean;
+  /**
+   * Replace rows with the same key instead of appending (a resumed copy: rows of its chunks may
+   * already be in the table). Only for keyed, materialized tables.
+   */
+  readonly upsert: boolean;
 }
 
 /** Stages and loads one table's copied rows at a time (see the module comment). */
@@ -76,9 +81,14 @@ export class CopyWriter {
 
   /** Loads what is left and waits for every load. */
   async finish(): Promise<void> {
+    await this.flush();
+    this.#target = null;
+  }
+
+  /** Makes every row written so far durable (the copy goes on). */
+  async flush(): Promise<void> {
     await this.#startLoad();
     await this.#settle();
-    this.#target = null;
   }
 
   /** Abandons the copy (the caller rolls back a load that is still open). */
@@ -108,6 +118,15 @@ export class CopyWriter {
     if (plan.columns.length === 1) names.push('_sentinel');
     const read = stage.readSql(names);
     await this.#db.begin();
+    if (target.upsert && plan.identity.kind === 'key') {
+      const keys = plan.identity.columns;
+      const select = keys.map(
+        (column, j) => `${fromStaged(plan.columns[column]!.mapping, `s.c${column}`)} AS k${j}`,
+      );
+      const match = keys.map((column, j) => `${plan.target}.${plan.columns[column]!.sql} = d.k${j}`);
+      const sql = `DELETE FROM ${plan.target} USING (SELECT DISTINCT ${select.join(', ')} FROM ${read} AS s) AS d WHERE ${match.join(' AND ')}`;
+      await runConverting(this.#db, sql, `replacing rows of ${plan.key} copied before`, plan, read);
+    }
     if (target.materialized) {
       const columns = plan.columns.map((column) => column.sql).join(', ');
       const values = plan.columns.map((column, i) => fromStaged(column.mapping, `s.c${i}`)).join(', ');

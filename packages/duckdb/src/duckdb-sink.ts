@@ -11,14 +11,31 @@
  * - A change batch opens a transaction (or continues the one an earlier batch without `commit`
  *   left open); the batch with `commit` records the LSN and commits. `close` rolls back whatever
  *   is still open: Postgres sends that transaction again.
+ *
+ * Copies split in chunks resume (keyed, materialized tables): each `chunkCopied` makes the rows so
+ * far durable and records the chunk; a resumed copy replaces rows by key, and the changes then
+ * replayed up to its snapshot are applied idempotently (an insert of a key that exists replaces
+ * it). If such a change needs a row the copy did not bring (an update with unchanged TOAST values
+ * of a row that moved into a chunk copied earlier), the table is marked for a full copy and the
+ * batch fails with a transient `COPY_INCOMPLETE`: the next run copies it again.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ChangeBatch, Lsn, RowData, Sink, SinkContext, SinkState, TableSchema } from 'pg-replicate';
-import { PgReplicateError } from 'pg-replicate';
-import { ChangeApplier } from './change-applier.js';
+import type {
+  ChangeBatch,
+  CopyPlan,
+  Lsn,
+  PartialCopy,
+  RowData,
+  Sink,
+  SinkContext,
+  SinkState,
+  TableSchema,
+} from 'pg-replicate';
+import { maxLsn, PgReplicateError, tableKey } from 'pg-replicate';
+import { ChangeApplier, ResumedCopyIncompleteError } from './change-applier.js';
 import { type ChangelogMode, changelogName } from './changelog.js';
 import { CopyWriter } from './copy-writer.js';
 import { DuckDbDatabase } from './duckdb-database.js';
@@ -111,6 +128,10 @@ export class DuckDbSink implements Sink {
   /** Tables given to `prepare`, checked for an identity when changes start to flow. */
   #tables: TableSchema[] = [];
   #streaming = false;
+  /** Copies in progress that record their chunks, by table key. */
+  readonly #copies = new Map<string, PartialCopy>();
+  /** Replay windows of resumed copies, by table key (as stored). */
+  #replayUntil = new Map<string, Lsn>();
 
   constructor(options: DuckDbSinkOptions) {
     if (typeof options?.path !== 'string' || options.path === '') {
@@ -150,16 +171,24 @@ export class DuckDbSink implements Sink {
       const stages = [0, 1, 2].map((i) => new StageFile(join(stagingDir, `stage-${i}.tsv`)));
       const state = new StateStore(db, context.pipelineId);
       const catalog = new TableCatalog(db, context.types, state, { changelog: options.changelog });
+      const applier = new ChangeApplier(db, catalog, stages[0]!);
       this.#open = {
         db,
         state,
         catalog,
-        applier: new ChangeApplier(db, catalog, stages[0]!),
+        applier,
         copier: new CopyWriter(db, [stages[1]!, stages[2]!]),
         stagingDir,
         stages,
       };
-      return await state.load();
+      const stored = await state.load();
+      this.#copies.clear();
+      this.#replayUntil = await state.replayWindows();
+      for (const [key, lsn] of this.#replayUntil) applier.setReplayWindow(key, lsn);
+      // Only keyed, materialized tables resume (a changelog would hold the first rows twice);
+      // the pipeline asks for it, and `beginCopy` checks the key again.
+      const partialCopies = options.changelog === 'off' ? stored.partialCopies : new Map();
+      return { ...stored, partialCopies };
     } catch (error) {
       if (this.#open !== null) await this.close();
       else await db.close().catch(() => {});
@@ -178,8 +207,9 @@ export class DuckDbSink implements Sink {
     );
   }
 
-  async beginCopy(table: TableSchema, _snapshotLsn: Lsn | null): Promise<void> {
-    const { db, catalog, state, copier } = this.#require();
+  async beginCopy(table: TableSchema, snapshotLsn: Lsn | null, copyPlan?: CopyPlan): Promise<void> {
+    const { db, catalog, state, copier, applier } = this.#require();
+    const key = tableKey(table);
     await this.#guard(async () => {
       if (db.inTransaction) {
         throw new PgReplicateError(
@@ -188,22 +218,56 @@ export class DuckDbSink implements Sink {
         );
       }
       const plan = await catalog.plan(table);
-      await db.transaction(async () => {
-        if (catalog.materialized)
-          await db.run(`DELETE FROM ${plan.target}`, `clearing ${plan.key} for its copy`);
-        if (catalog.changelog) {
-          await db.run(
-            `DELETE FROM ${qualified(table.schema, changelogName(table))} WHERE op = 'copy'`,
-            `clearing the copied rows of ${plan.key} from its changelog`,
-          );
-        }
-        await state.setCopied(table, identityNames(table, plan.identity), false, null);
-      });
+      const keys = identityNames(table, plan.identity);
+      const resumable = catalog.materialized && !catalog.changelog && plan.identity.kind === 'key';
+      const resume = copyPlan?.resume ?? null;
+      if (resume !== null && !resumable) {
+        // The table lost its key since: forget the plan, so the next run copies it in full.
+        await db.transaction(() => state.setCopyPlan(table, null));
+        throw new PgReplicateError(
+          'COPY_INCOMPLETE',
+          `the copy of ${key} cannot resume: it has no key any more`,
+        );
+      }
+      if (resume !== null) {
+        const until = maxLsn(this.#replayUntil.get(key) ?? 0n, resume.replayUntil);
+        await db.transaction(async () => {
+          await state.setCopied(table, keys, false, snapshotLsn);
+          await state.setReplayUntil(table, until);
+        });
+        this.#replayUntil.set(key, until);
+        applier.setReplayWindow(key, until);
+        const stored = (await state.load()).partialCopies?.get(key);
+        if (stored !== undefined) this.#copies.set(key, { ...stored, done: [...stored.done] });
+      } else {
+        const recorded: PartialCopy | null =
+          resumable && snapshotLsn !== null && copyPlan !== undefined && copyPlan.chunks.length > 1
+            ? { snapshotLsn, fileNode: copyPlan.fileNode, chunks: copyPlan.chunks, done: [] }
+            : null;
+        await db.transaction(async () => {
+          if (catalog.materialized)
+            await db.run(`DELETE FROM ${plan.target}`, `clearing ${plan.key} for its copy`);
+          if (catalog.changelog) {
+            await db.run(
+              `DELETE FROM ${qualified(table.schema, changelogName(table))} WHERE op = 'copy'`,
+              `clearing the copied rows of ${plan.key} from its changelog`,
+            );
+          }
+          await state.setCopied(table, keys, false, null);
+          await state.setCopyPlan(table, recorded);
+          await state.setReplayUntil(table, null);
+        });
+        this.#replayUntil.delete(key);
+        applier.setReplayWindow(key, null);
+        if (recorded !== null) this.#copies.set(key, recorded);
+        else this.#copies.delete(key);
+      }
       copier.begin({
         plan,
-        snapshotLsn: _snapshotLsn,
+        snapshotLsn,
         materialized: catalog.materialized,
         changelog: catalog.changelog,
+        upsert: resume !== null,
       });
     });
   }
@@ -213,14 +277,28 @@ export class DuckDbSink implements Sink {
     await this.#guard(() => copier.write(rows));
   }
 
+  async chunkCopied(table: TableSchema, index: number): Promise<void> {
+    const { db, state, copier } = this.#require();
+    const copy = this.#copies.get(tableKey(table));
+    if (copy === undefined) return;
+    await this.#guard(async () => {
+      await copier.flush();
+      const recorded = { ...copy, done: [...copy.done, index] };
+      await db.transaction(() => state.setCopyPlan(table, recorded));
+      this.#copies.set(tableKey(table), recorded);
+    });
+  }
+
   async endCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void> {
     const { db, state, copier, catalog } = this.#require();
     await this.#guard(async () => {
       await copier.finish();
       const plan = await catalog.plan(table);
-      await db.transaction(() =>
-        state.setCopied(table, identityNames(table, plan.identity), true, snapshotLsn),
-      );
+      await db.transaction(async () => {
+        await state.setCopied(table, identityNames(table, plan.identity), true, snapshotLsn);
+        await state.setCopyPlan(table, null);
+      });
+      this.#copies.delete(tableKey(table));
     });
   }
 
@@ -231,14 +309,37 @@ export class DuckDbSink implements Sink {
       for (const table of this.#tables) checkIdentity(table, this.#options.appendOnlyWithoutKey);
       this.#streaming = true;
     }
-    await this.#guard(async () => {
-      await db.begin();
-      await applier.apply(batch.events);
-      if (batch.commit) {
-        await state.setLastLsn(batch.commit.lsn);
-        await db.commit();
-        applier.transactionEnded();
-      }
+    try {
+      await this.#guard(async () => {
+        await db.begin();
+        await applier.apply(batch.events);
+        if (batch.commit) {
+          await state.setLastLsn(batch.commit.lsn);
+          await db.commit();
+          applier.transactionEnded();
+        }
+      });
+    } catch (error) {
+      const incomplete = error instanceof PgReplicateError ? error.cause : undefined;
+      if (!(incomplete instanceof ResumedCopyIncompleteError)) throw error;
+      await this.#recopy(incomplete.tableKey);
+      throw new PgReplicateError('COPY_INCOMPLETE', incomplete.message, {
+        hint: 'the table is marked to be copied again in full: the next run (or the automatic retry) does it',
+        cause: incomplete,
+      });
+    }
+  }
+
+  /** Marks a table as not copied, without a plan to resume: the next run copies it in full. */
+  async #recopy(key: string): Promise<void> {
+    const { db, state, catalog } = this.#require();
+    const table = this.#tables.find((candidate) => tableKey(candidate) === key);
+    if (table === undefined) return;
+    const plan = await catalog.plan(table);
+    await db.transaction(async () => {
+      await state.setCopied(table, identityNames(table, plan.identity), false, null);
+      await state.setCopyPlan(table, null);
+      await state.setReplayUntil(table, null);
     });
   }
 

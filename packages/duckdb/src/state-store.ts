@@ -5,12 +5,22 @@
  *
  *   _pg_replicate.state   one row per pipeline: the end LSN of the last applied transaction
  *   _pg_replicate.tables  one row per pipeline and table: copied or not, at which snapshot LSN,
- *                         the key used for updates and deletes, and the Postgres columns
+ *                         the key used for updates and deletes, the Postgres columns, the chunks
+ *                         of a copy in progress, and up to which LSN replayed changes may meet
+ *                         rows that already have them (after a resumed copy)
  *
  * Pipelines are told apart by `SinkContext.pipelineId` (the slot name), so a new slot starts with
  * a clean state even in an old file.
  */
-import { formatLsn, type Lsn, type SinkState, type TableSchema, tableKey } from 'pg-replicate';
+import {
+  formatLsn,
+  type Lsn,
+  type PartialCopy,
+  PgReplicateError,
+  type SinkState,
+  type TableSchema,
+  tableKey,
+} from 'pg-replicate';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import { literal } from './sql.js';
 
@@ -34,7 +44,17 @@ CREATE TABLE IF NOT EXISTS ${STATE_SCHEMA}.tables (
   key_columns VARCHAR[],
   pg_columns JSON,
   updated_at TIMESTAMPTZ
-);`;
+);
+ALTER TABLE ${STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS copy_plan JSON;
+ALTER TABLE ${STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS replay_until UBIGINT;`;
+
+/** A copy's chunks as stored in `copy_plan`. */
+interface StoredPlan {
+  snapshotLsn: string;
+  fileNode: string;
+  chunks: [number, number | null][];
+  done: number[];
+}
 
 /** Reads and writes one pipeline's resumption state (inside the caller's transaction). */
 export class StateStore {
@@ -69,10 +89,53 @@ export class StateStore {
       `SELECT table_key, snapshot_lsn FROM ${STATE_SCHEMA}.tables WHERE pipeline_id = ${this.#pipeline} AND copied`,
       'reading the copied tables',
     );
+    const partial = await this.#db.rows<{ table_key: string; copy_plan: string }>(
+      `SELECT table_key, CAST(copy_plan AS VARCHAR) AS copy_plan FROM ${STATE_SCHEMA}.tables
+        WHERE pipeline_id = ${this.#pipeline} AND NOT copied AND copy_plan IS NOT NULL`,
+      'reading the copies in progress',
+    );
     return {
       lastLsn: state?.last_lsn ?? null,
       copiedTables: new Map(tables.map((table) => [table.table_key, table.snapshot_lsn])),
+      partialCopies: new Map(partial.map((row) => [row.table_key, parsePlan(row.copy_plan)])),
     };
+  }
+
+  /** Tables whose replayed changes may meet rows that have them, up to which LSN. */
+  async replayWindows(): Promise<Map<string, Lsn>> {
+    const rows = await this.#db.rows<{ table_key: string; replay_until: bigint }>(
+      `SELECT table_key, replay_until FROM ${STATE_SCHEMA}.tables
+        WHERE pipeline_id = ${this.#pipeline} AND replay_until IS NOT NULL`,
+      'reading the replay windows',
+    );
+    return new Map(rows.map((row) => [row.table_key, row.replay_until]));
+  }
+
+  /** Records the chunks of a table's copy in progress (null: none), inside the caller's transaction. */
+  async setCopyPlan(table: TableSchema, plan: PartialCopy | null): Promise<void> {
+    const stored: StoredPlan | null =
+      plan === null
+        ? null
+        : {
+            snapshotLsn: String(plan.snapshotLsn),
+            fileNode: plan.fileNode,
+            chunks: plan.chunks.map((chunk) => [chunk.firstPage, chunk.endPage]),
+            done: [...plan.done],
+          };
+    await this.#db.run(
+      `UPDATE ${STATE_SCHEMA}.tables SET copy_plan = ${stored === null ? 'NULL' : literal(JSON.stringify(stored))}
+        WHERE pipeline_id = ${this.#pipeline} AND table_key = ${literal(tableKey(table))}`,
+      `recording the copy plan of ${tableKey(table)}`,
+    );
+  }
+
+  /** Sets up to which LSN replayed changes of the table may meet rows that have them (null: none). */
+  async setReplayUntil(table: TableSchema, lsn: Lsn | null): Promise<void> {
+    await this.#db.run(
+      `UPDATE ${STATE_SCHEMA}.tables SET replay_until = ${lsn === null ? 'NULL' : lsn}
+        WHERE pipeline_id = ${this.#pipeline} AND table_key = ${literal(tableKey(table))}`,
+      `recording the replay window of ${tableKey(table)}`,
+    );
   }
 
   /** Records the end LSN of the last applied transaction (inside the caller's transaction). */
@@ -111,10 +174,46 @@ export class StateStore {
     await this.#db.run(
       `UPDATE ${STATE_SCHEMA}.tables SET key_columns = ${keys}, pg_columns = ${columns}, updated_at = now()
         WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key};
-       INSERT INTO ${STATE_SCHEMA}.tables
+       INSERT INTO ${STATE_SCHEMA}.tables (pipeline_id, table_key, schema_name, table_name, copied, snapshot_lsn, key_columns, pg_columns, updated_at)
        SELECT ${this.#pipeline}, ${key}, ${literal(table.schema)}, ${literal(table.name)}, false, NULL, ${keys}, ${columns}, now()
         WHERE NOT EXISTS (SELECT 1 FROM ${STATE_SCHEMA}.tables WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key})`,
       `recording the schema of ${tableKey(table)}`,
     );
   }
+}
+
+/** A stored copy plan, checked: it decides which rows are copied again. */
+function parsePlan(text: string): PartialCopy {
+  const invalid = () =>
+    new PgReplicateError(
+      'SINK_STATE_INVALID',
+      `the copy plan in ${STATE_SCHEMA}.tables is not valid: ${text}`,
+      {
+        hint: `set copy_plan to NULL in ${STATE_SCHEMA}.tables to copy the table again in full`,
+      },
+    );
+  let plan: StoredPlan;
+  try {
+    plan = JSON.parse(text) as StoredPlan;
+  } catch {
+    throw invalid();
+  }
+  const page = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (
+    typeof plan?.snapshotLsn !== 'string' ||
+    !/^\d+$/.test(plan.snapshotLsn) ||
+    typeof plan.fileNode !== 'string' ||
+    !Array.isArray(plan.chunks) ||
+    !plan.chunks.every((c) => Array.isArray(c) && page(c[0]) && (c[1] === null || page(c[1]))) ||
+    !Array.isArray(plan.done) ||
+    !plan.done.every((i) => Number.isInteger(i) && i >= 0 && i < plan.chunks.length)
+  ) {
+    throw invalid();
+  }
+  return {
+    snapshotLsn: BigInt(plan.snapshotLsn),
+    fileNode: plan.fileNode,
+    chunks: plan.chunks.map(([firstPage, endPage]) => ({ firstPage, endPage })),
+    done: plan.done,
+  };
 }

@@ -237,7 +237,11 @@ describe('DuckDB sink', () => {
     const context = { types: new TypeRegistry(), pipelineId: 'opentx', mode: 'cdc' as const };
 
     const sink = new DuckDbSink({ path });
-    expect(await sink.open(context)).toEqual({ copiedTables: new Map(), lastLsn: null });
+    expect(await sink.open(context)).toEqual({
+      copiedTables: new Map(),
+      lastLsn: null,
+      partialCopies: new Map(),
+    });
     await sink.prepare([schema]);
     await sink.writeChanges({ events: inserts(1, 50) }); // the first part of a transaction
     await sink.writeChanges({ events: inserts(51, 60) });
