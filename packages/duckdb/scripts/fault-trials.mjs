@@ -45,7 +45,7 @@ try {
     `${trials} trials, ${kills} faults each (the first two SIGKILLs aimed at the backfill, then ${faults.join('/')} while streaming, each ended by a SIGKILL), ${items} rows in the main table at the start, Postgres on port ${cluster.port}\n`,
   );
   console.log(
-    'trial  seed  kills backfill/cdc  restarts  sink fails  transactions  rows (pg)  lost  duplicated  result',
+    'trial  seed  kills backfill/cdc  restarts  sink fails  resumed copies  transactions  rows (pg)  lost  duplicated  result',
   );
   for (let i = 0; i < trials; i++) {
     const seed = firstSeed + i;
@@ -78,9 +78,19 @@ try {
     if (!ok) failed++;
     const restarts = result.kills.filter((kill) => kill.fault === 'restart').length;
     const sinkFails = result.kills.filter((kill) => kill.fault === 'sink').length;
-    rows.push({ seed, lost, extra, backfill, cdc: result.kills.length - backfill, restarts, sinkFails });
+    rows.push({
+      seed,
+      lost,
+      extra,
+      backfill,
+      cdc: result.kills.length - backfill,
+      restarts,
+      sinkFails,
+      resumed: result.resumedCopies,
+      recopied: result.fullCopiesAfterReplay,
+    });
     console.log(
-      `${String(i + 1).padStart(5)}  ${String(seed).padStart(4)}  ${`${backfill}/${result.kills.length - backfill}`.padStart(18)}  ${String(restarts).padStart(8)}  ${String(sinkFails).padStart(10)}  ${String(result.transactions).padStart(12)}  ${String(pgRows).padStart(9)}  ${String(lost).padStart(4)}  ${String(extra).padStart(10)}  ${ok ? 'equal' : 'DIFFERENT'} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+      `${String(i + 1).padStart(5)}  ${String(seed).padStart(4)}  ${`${backfill}/${result.kills.length - backfill}`.padStart(18)}  ${String(restarts).padStart(8)}  ${String(sinkFails).padStart(10)}  ${String(result.resumedCopies).padStart(14)}  ${String(result.transactions).padStart(12)}  ${String(pgRows).padStart(9)}  ${String(lost).padStart(4)}  ${String(extra).padStart(10)}  ${ok ? 'equal' : 'DIFFERENT'} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
     );
     if (!ok)
       for (const diff of result.diffs)
@@ -92,6 +102,7 @@ try {
   console.log(
     `\n${done.length} trials completed, ${backfillKills + cdcKills} SIGKILLs (${backfillKills} during a backfill, ${cdcKills} while streaming), ` +
       `${done.reduce((sum, row) => sum + row.restarts, 0)} Postgres restarts and ${done.reduce((sum, row) => sum + row.sinkFails, 0)} failing-sink episodes survived, ` +
+      `${done.reduce((sum, row) => sum + row.resumed, 0)} copies resumed chunk by chunk (${done.reduce((sum, row) => sum + row.recopied, 0)} then copied in full after COPY_INCOMPLETE), ` +
       `${done.reduce((sum, row) => sum + row.lost, 0)} rows lost, ${done.reduce((sum, row) => sum + row.extra, 0)} duplicated; ${failed} trial(s) failed`,
   );
 } finally {
