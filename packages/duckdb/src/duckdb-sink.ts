@@ -230,6 +230,16 @@ export class DuckDbSink implements Sink {
         );
       }
       if (resume !== null) {
+        // The plan as stored, with the chunks already done (the pipeline resumes exactly it).
+        const stored = (await state.load()).partialCopies?.get(key);
+        if (stored === undefined || (stored.done.length > 0 && (await this.#isEmpty(plan.target)))) {
+          // The rows copied before are gone (the DuckDB table was dropped or emptied by hand).
+          await db.transaction(() => state.setCopyPlan(table, null));
+          throw new PgReplicateError(
+            'COPY_INCOMPLETE',
+            `the copy of ${key} cannot resume: the DuckDB table lost the rows copied before`,
+          );
+        }
         const until = maxLsn(this.#replayUntil.get(key) ?? 0n, resume.replayUntil);
         await db.transaction(async () => {
           await state.setCopied(table, keys, false, snapshotLsn);
@@ -237,12 +247,11 @@ export class DuckDbSink implements Sink {
         });
         this.#replayUntil.set(key, until);
         applier.setReplayWindow(key, until);
-        const stored = (await state.load()).partialCopies?.get(key);
-        if (stored !== undefined) this.#copies.set(key, { ...stored, done: [...stored.done] });
+        this.#copies.set(key, { ...stored, done: [...stored.done] });
       } else {
         const recorded: PartialCopy | null =
           resumable && snapshotLsn !== null && copyPlan !== undefined && copyPlan.chunks.length > 1
-            ? { snapshotLsn, fileNode: copyPlan.fileNode, chunks: copyPlan.chunks, done: [] }
+            ? { snapshotLsn, fingerprint: copyPlan.fingerprint, chunks: copyPlan.chunks, done: [] }
             : null;
         await db.transaction(async () => {
           if (catalog.materialized)
@@ -328,6 +337,12 @@ export class DuckDbSink implements Sink {
         cause: incomplete,
       });
     }
+  }
+
+  async #isEmpty(target: string): Promise<boolean> {
+    const { db } = this.#require();
+    const rows = await db.rows(`SELECT 1 FROM ${target} LIMIT 1`, 'checking the rows copied before');
+    return rows.length === 0;
   }
 
   /** Marks a table as not copied, without a plan to resume: the next run copies it in full. */

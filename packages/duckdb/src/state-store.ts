@@ -51,7 +51,7 @@ ALTER TABLE ${STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS replay_until UBIGINT
 /** A copy's chunks as stored in `copy_plan`. */
 interface StoredPlan {
   snapshotLsn: string;
-  fileNode: string;
+  fingerprint: string;
   chunks: [number, number | null][];
   done: number[];
 }
@@ -118,7 +118,7 @@ export class StateStore {
         ? null
         : {
             snapshotLsn: String(plan.snapshotLsn),
-            fileNode: plan.fileNode,
+            fingerprint: plan.fingerprint,
             chunks: plan.chunks.map((chunk) => [chunk.firstPage, chunk.endPage]),
             done: [...plan.done],
           };
@@ -199,12 +199,18 @@ function parsePlan(text: string): PartialCopy {
     throw invalid();
   }
   const page = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  // Contiguous ranges from page 0, the last one open-ended: together, the whole table.
+  const covers = (chunks: [number, number | null][]) =>
+    chunks.length > 0 &&
+    chunks[0]![0] === 0 &&
+    chunks.every(([, end], i) => (i === chunks.length - 1 ? end === null : end === chunks[i + 1]![0]));
   if (
     typeof plan?.snapshotLsn !== 'string' ||
     !/^\d+$/.test(plan.snapshotLsn) ||
-    typeof plan.fileNode !== 'string' ||
+    typeof plan.fingerprint !== 'string' ||
     !Array.isArray(plan.chunks) ||
     !plan.chunks.every((c) => Array.isArray(c) && page(c[0]) && (c[1] === null || page(c[1]))) ||
+    !covers(plan.chunks) ||
     !Array.isArray(plan.done) ||
     !plan.done.every((i) => Number.isInteger(i) && i >= 0 && i < plan.chunks.length)
   ) {
@@ -212,7 +218,7 @@ function parsePlan(text: string): PartialCopy {
   }
   return {
     snapshotLsn: BigInt(plan.snapshotLsn),
-    fileNode: plan.fileNode,
+    fingerprint: plan.fingerprint,
     chunks: plan.chunks.map(([firstPage, endPage]) => ({ firstPage, endPage })),
     done: plan.done,
   };

@@ -9,7 +9,8 @@
  * the first snapshot — streaming then replays every change after it over all chunks, which the
  * sink applies idempotently up to the new snapshot (rows of the new chunks already have them).
  * A rewrite of the table in between (VACUUM FULL, CLUSTER…) moves rows between page ranges
- * without any change to replay, so it means a full copy again. Other sinks copy an interrupted
+ * without any change to replay, and an ALTER TABLE or a new row filter changes rows without one:
+ * either means a full copy again (see `PostgresSource.fingerprint`). Other sinks copy an interrupted
  * table again in full (`beginCopy` clears it).
  */
 import { PgReplicateError } from '../errors.js';
@@ -112,7 +113,7 @@ async function planCopy(
   const key = tableKey(table);
   const partial = options.resumable.get(key);
   if (partial !== undefined && snapshot.lsn !== null) {
-    if ((await source.fileNode(table)) === partial.fileNode) {
+    if ((await source.fingerprint(table)) === partial.fingerprint) {
       const done = new Set(partial.done);
       const todo = partial.chunks.flatMap((_, i) => (done.has(i) ? [] : [i]));
       options.logger.info(
@@ -121,18 +122,20 @@ async function planCopy(
       return {
         plan: {
           chunks: partial.chunks,
-          fileNode: partial.fileNode,
+          fingerprint: partial.fingerprint,
           resume: { replayUntil: snapshot.lsn },
         },
         todo,
         consistentAt: partial.snapshotLsn,
       };
     }
-    options.logger.warn(`${key} was rewritten since its copy began: copying it again in full`);
+    options.logger.warn(
+      `${key} was rewritten or redefined since its copy began (or its publication entry changed): copying it again in full`,
+    );
   }
-  const { chunks, fileNode } = await source.planChunks(table, options.workers, options.chunkPages);
+  const { chunks, fingerprint } = await source.planChunks(table, options.workers, options.chunkPages);
   return {
-    plan: { chunks, fileNode, resume: null },
+    plan: { chunks, fingerprint, resume: null },
     todo: chunks.map((_, i) => i),
     consistentAt: snapshot.lsn,
   };

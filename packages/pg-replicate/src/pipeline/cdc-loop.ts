@@ -323,15 +323,14 @@ export class CdcLoop {
   #applicable(relationId: number): TableSchema | undefined {
     if (this.#skipTx || this.#skippedTables.has(relationId)) return undefined;
     const table = this.#tables.get(relationId);
-    if (table === undefined) return undefined;
-    const copied = this.#options.copiedTables;
-    if (copied !== null) {
-      const snapshotLsn = copied.get(tableKey(table));
-      // Committed before the table's snapshot: the copy already contains it.
-      if (snapshotLsn !== undefined && snapshotLsn !== null && this.#tx!.commitLsn < snapshotLsn)
-        return undefined;
-    }
+    if (table === undefined || this.#inCopy(table, this.#tx!.commitLsn)) return undefined;
     return table;
+  }
+
+  /** Whether the table's copy already contains what a transaction committed at `commitLsn` did. */
+  #inCopy(table: TableSchema, commitLsn: Lsn): boolean {
+    const snapshotLsn = this.#options.copiedTables?.get(tableKey(table));
+    return snapshotLsn !== undefined && snapshotLsn !== null && commitLsn < snapshotLsn;
   }
 
   async #onRelation(relation: RelationMessage, lsn: Lsn): Promise<void> {
@@ -355,6 +354,8 @@ export class CdcLoop {
       return;
     }
     if (this.#skipTx) return;
+    // A schema the table's copy is already past (its copy was taken later, in a later shape).
+    if (this.#tx !== null && this.#inCopy(schema, this.#tx.commitLsn)) return;
     this.#options.logger.info(`schema of ${tableKey(schema)} changed at ${formatLsn(lsn)}`);
     this.#push({ op: 'schema', table: schema, previous, lsn, tx: this.#tx ?? emptyTx(lsn) });
   }

@@ -45,8 +45,8 @@ export interface CopyChunk {
 export interface PartialCopy {
   /** The LSN the copy started consistent with: changes after it are replayed over every chunk. */
   readonly snapshotLsn: Lsn;
-  /** The table's data file when the copy was planned: a rewrite moves rows between chunks. */
-  readonly fileNode: string;
+  /** What must not change for the copy to resume (see `PostgresSource.fingerprint`). */
+  readonly fingerprint: string;
   readonly chunks: readonly CopyChunk[];
   /** Indices into `chunks` of those whose every row is durable. */
   readonly done: readonly number[];
@@ -56,13 +56,15 @@ export interface PartialCopy {
 export interface CopyPlan {
   /** The chunks of this copy; `chunkCopied` reports each by its index. */
   readonly chunks: readonly CopyChunk[];
-  readonly fileNode: string;
+  /** To store with the chunks (see {@link PartialCopy.fingerprint}). */
+  readonly fingerprint: string;
   /**
    * Set when this copy resumes the sink's partial copy: keep the table's rows, and write each row
    * received in place of any row with the same key (rows of unfinished chunks may already be
    * there). Changes up to `replayUntil` (the LSN of the snapshot the remaining chunks are copied
    * in) may then meet rows that already have them: apply those idempotently too (an insert of a
-   * key that exists replaces it).
+   * key that exists replaces it) — across restarts, so `replayUntil` must be stored durably.
+   * `beginCopy`'s `snapshotLsn` is then the first copy's: changes after it are replayed.
    */
   readonly resume: { readonly replayUntil: Lsn } | null;
 }

@@ -46,16 +46,16 @@ export interface PostgresSourceOptions {
   statusIntervalMs?: number;
 }
 
-/** A consistent view of the database for backfill, and the LSN from which streaming continues it. */
 /** The largest page range of a chunk: 1 GiB of 8 KiB pages. */
 const MAX_CHUNK_PAGES = 131_072;
 
 /** How a table is split for copying (see `PostgresSource.planChunks`). */
 export interface ChunkPlan {
   readonly chunks: readonly CopyChunk[];
-  readonly fileNode: string;
+  readonly fingerprint: string;
 }
 
+/** A consistent view of the database for backfill, and the LSN from which streaming continues it. */
 export interface Snapshot {
   /** For `SET TRANSACTION SNAPSHOT` (null: a plain transaction, see {@link PostgresSource.copyTable}). */
   readonly name: string | null;
@@ -213,20 +213,19 @@ export class PostgresSource {
    * Splits a table into ranges of heap pages (ctid) of at least `minPages` each, for copying by
    * `workers` connections in one snapshot: as many ranges as workers, or more so that none exceeds
    * 1 GiB (a copy cut short resumes per range). One whole-table chunk for one worker, and for small
-   * and partitioned tables. The last range is open-ended: pages added after the size was read
-   * hold no rows the snapshot can see, but the range covers them anyway. Also returns the table's
-   * data file, which tells whether rows can have moved between ranges since (a rewrite).
+   * and partitioned tables. The last range is open-ended: pages added after the size was read hold
+   * no rows the snapshot can see, but the range covers them anyway. Also returns the table's
+   * {@link fingerprint}.
    */
   async planChunks(table: PublishedTable, workers: number, minPages = 1024): Promise<ChunkPlan> {
     const result = await this.#withControl((client) =>
-      client.query<{ pages: string; node: string | null }>(
-        `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages,
-                pg_relation_filenode($1::oid)::text AS node`,
+      client.query<{ pages: string }>(
+        `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages`,
         [table.relationId],
       ),
     );
-    const fileNode = result.rows[0]!.node ?? '';
-    const whole = { chunks: [{ firstPage: 0, endPage: null }], fileNode };
+    const fingerprint = await this.fingerprint(table);
+    const whole = { chunks: [{ firstPage: 0, endPage: null }], fingerprint };
     if (workers <= 1 || table.kind === 'p') return whole;
     const pages = Number(result.rows[0]!.pages);
     const count = Math.max(
@@ -239,17 +238,26 @@ export class PostgresSource {
       firstPage: i * step,
       endPage: i === count - 1 ? null : (i + 1) * step,
     }));
-    return { chunks, fileNode };
+    return { chunks, fingerprint };
   }
 
-  /** The table's data file now (see {@link planChunks}). */
-  async fileNode(table: PublishedTable): Promise<string> {
+  /**
+   * What must not have changed for a copy begun earlier to resume: the table's data file (a
+   * rewrite moves rows between page ranges without any change to replay), its definition (an
+   * added column with a default changes rows without WAL) and its publication entries (a new
+   * row filter or column list, or a table dropped from the publication and added back).
+   */
+  async fingerprint(table: PublishedTable): Promise<string> {
     const result = await this.#withControl((client) =>
-      client.query<{ node: string | null }>('SELECT pg_relation_filenode($1::oid)::text AS node', [
-        table.relationId,
-      ]),
+      client.query<{ fingerprint: string | null }>(
+        `SELECT concat_ws(':', pg_relation_filenode(c.oid), c.xmin,
+                  (SELECT string_agg(pr.oid::text || '/' || pr.xmin::text, ',' ORDER BY pr.oid)
+                     FROM pg_publication_rel pr WHERE pr.prrelid = c.oid)) AS fingerprint
+           FROM pg_class c WHERE c.oid = $1::oid`,
+        [table.relationId],
+      ),
     );
-    return result.rows[0]?.node ?? '';
+    return result.rows[0]?.fingerprint ?? '';
   }
 
   /**
