@@ -347,3 +347,65 @@ describe('Pipeline (both)', () => {
     expect(formatLsn(stale.lastLsn!)).toMatch(/\//);
   });
 });
+
+describe('a TRUNCATE that waits for the copy', () => {
+  it('makes the copy start over instead of waiting forever for its own lock', async () => {
+    await db.sql(`
+      CREATE TABLE t_first (id int PRIMARY KEY);
+      CREATE TABLE t_second (id int PRIMARY KEY);
+      INSERT INTO t_first SELECT generate_series(1, 100);
+      INSERT INTO t_second SELECT generate_series(1, 100);
+      CREATE PUBLICATION pub_waits FOR TABLE t_first, t_second;
+    `);
+    // The sink holds the copy of the first table until a TRUNCATE of the second is queued behind
+    // the copy's lock: the COPY of the second table then waits behind the TRUNCATE.
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const sink = new (class extends MemorySink {
+      override async writeRows(...args: Parameters<MemorySink['writeRows']>): Promise<void> {
+        await gate;
+        return super.writeRows(...args);
+      }
+    })();
+    const source = new PostgresSource({ connection: db.options, publication: 'pub_waits' });
+    const running = new Pipeline({ source, sink, mode: 'copy', copyWorkers: 1 }).run();
+    running.catch(() => {});
+    const other = await db.client();
+    try {
+      await waitFor(
+        async () => (await db.sql(`SELECT 1 FROM pg_locks WHERE relation = 't_second'::regclass`)).length > 0,
+        10_000,
+        'the copy to lock t_second',
+      );
+      const truncating = other.query('TRUNCATE t_second');
+      truncating.catch(() => {});
+      await waitFor(
+        async () =>
+          (
+            await db.sql(
+              `SELECT 1 FROM pg_stat_activity WHERE query = 'TRUNCATE t_second' AND wait_event_type = 'Lock'`,
+            )
+          ).length > 0,
+        10_000,
+        'the TRUNCATE to wait',
+      );
+      release();
+      const started = Date.now();
+      await expect(running).rejects.toMatchObject({ code: 'TABLE_REWRITTEN', transient: true });
+      expect(Date.now() - started).toBeLessThan(20_000);
+      await truncating; // done once the copy let go
+    } finally {
+      await other.end();
+    }
+    const again = new MemorySink();
+    await new Pipeline({
+      source: new PostgresSource({ connection: db.options, publication: 'pub_waits' }),
+      sink: again,
+      mode: 'copy',
+    }).run();
+    expect(again.rows('"public"."t_first"')).toHaveLength(100);
+    expect(again.rows('"public"."t_second"')).toEqual([]);
+  });
+});

@@ -72,8 +72,11 @@ async function handle(
           return EXIT_OK;
         } catch (error) {
           const failure = classifyFailure(error);
+          // A copy that must start over (a TRUNCATE came in its way, or a resumed copy fell
+          // short) is retried too: the settings were fine.
+          const copyAgain = failure.code === 'TABLE_REWRITTEN' || failure.code === 'COPY_INCOMPLETE';
           if (
-            !streamed ||
+            !(streamed || copyAgain) ||
             options.retry === false ||
             failure.kind !== 'transient' ||
             controller.signal.aborted

@@ -46,6 +46,9 @@ export interface PostgresSourceOptions {
   statusIntervalMs?: number;
 }
 
+/** How long a COPY waits for its table's lock (see `copyTable`). */
+const COPY_LOCK_TIMEOUT_MS = 5_000;
+
 /** The largest page range of a chunk: 1 GiB of 8 KiB pages. */
 const MAX_CHUNK_PAGES = 131_072;
 
@@ -218,12 +221,23 @@ export class PostgresSource {
    * {@link fingerprint}.
    */
   async planChunks(table: PublishedTable, workers: number, minPages = 1024): Promise<ChunkPlan> {
-    const result = await this.#withControl((client) =>
-      client.query<{ pages: string }>(
-        `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages`,
-        [table.relationId],
-      ),
-    );
+    // pg_relation_size locks the table: like the COPY, it must not wait behind a TRUNCATE that
+    // waits for `lockForCopy` (see `copyTable`).
+    const result = await this.#withControl(async (client) => {
+      await client.query('BEGIN');
+      try {
+        await client.query(`SET LOCAL lock_timeout = '${COPY_LOCK_TIMEOUT_MS}ms'`);
+        const size = await client.query<{ pages: string }>(
+          `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages`,
+          [table.relationId],
+        );
+        await client.query('COMMIT');
+        return size;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw lockWaitError(error, table) ?? error;
+      }
+    });
     const fingerprint = await this.fingerprint(table);
     const whole = { chunks: [{ firstPage: 0, endPage: null }], fingerprint };
     if (workers <= 1 || table.kind === 'p') return whole;
@@ -314,11 +328,18 @@ export class PostgresSource {
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       if (snapshot.name !== null) await client.query(`SET TRANSACTION SNAPSHOT '${snapshot.name}'`);
+      // While `lockForCopy` holds the table, this COPY's own lock can only wait behind a TRUNCATE
+      // or ALTER TABLE queued for it — which waits for `lockForCopy`, which waits for this COPY:
+      // a deadlock Postgres cannot see. Give up after a while and start over instead.
+      await client.query(`SET LOCAL lock_timeout = '${COPY_LOCK_TIMEOUT_MS}ms'`);
       yield* copyTable(client, table, options);
       await client.query('COMMIT');
       finished = true;
     } catch (error) {
-      throw sourceError(error, `copying ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`);
+      throw (
+        lockWaitError(error, table) ??
+        sourceError(error, `copying ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`)
+      );
     } finally {
       if (finished) await client.end().catch(() => {});
       // An abandoned COPY leaves the connection mid-stream: drop it rather than wait for the rest.
@@ -449,6 +470,17 @@ export class PostgresSource {
     }
     return this.slot;
   }
+}
+
+/** A lock wait given up on (`lock_timeout`) while copying: see `copyTable`. */
+function lockWaitError(error: unknown, table: PublishedTable): PgReplicateError | null {
+  if ((error as { code?: string }).code !== '55P03') return null;
+  const name = `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+  return new PgReplicateError(
+    'TABLE_REWRITTEN',
+    `a TRUNCATE or ALTER TABLE of ${name} is waiting for the copy's lock, and the copy cannot go on without it`,
+    { hint: 'the copy starts over from a new snapshot once that statement is done', cause: error },
+  );
 }
 
 function sourceError(error: unknown, what: string): unknown {
