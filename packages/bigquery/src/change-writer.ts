@@ -38,8 +38,11 @@ interface TableRows {
   readonly live: LiveTable;
   readonly rows: OutRow[];
   readonly pending: PendingRow[];
-  /** Rows taking unchanged values from an earlier row of the segment, in order. */
-  readonly follows: { readonly values: RowValues; readonly source: RowValues }[];
+  /**
+   * Rows taking unchanged values from an earlier row of the segment, in order — and, if that row
+   * could not get them either (see `ToastResolver.fetch`), looking for them under their own key.
+   */
+  readonly follows: { readonly values: RowValues; readonly source: RowValues; readonly own: PendingRow }[];
   /** Each key's latest values in this segment (null: deleted). */
   readonly latest: Map<string, RowValues | null>;
 }
@@ -165,17 +168,28 @@ export class ChangeWriter {
           commitLsn: event.tx.commitLsn,
         });
       } else if (left === 'follow') {
-        target.follows.push({ values, source: batchRow! });
+        target.follows.push({
+          values,
+          source: batchRow!,
+          own: {
+            values,
+            candidates: [{ keyValues: values, key: newKey }],
+            describe: describe(event.new),
+            commitLsn: event.tx.commitLsn,
+          },
+        });
       }
     }
+    // A key change: the new row before the old key's delete. After a crash BigQuery holds a
+    // prefix of the rows, so a replay finds the row under one key or the other, never neither.
+    rows.push({ values, type: 'UPSERT', sequence, describe: describe(event.new) });
+    latest.set(newKey, values);
     if (oldKey !== newKey) {
       const keyOnly: RowValues = new Array(values.length).fill(null);
       for (const column of plan.keyColumns) keyOnly[column.index] = oldKeyValues[column.index]!;
       rows.push({ values: keyOnly, type: 'DELETE', sequence, describe: describe(old!) });
       latest.set(oldKey, null);
     }
-    rows.push({ values, type: 'UPSERT', sequence, describe: describe(event.new) });
-    latest.set(newKey, values);
   }
 
   async #flush(segment: Map<string, TableRows>): Promise<void> {
@@ -185,15 +199,26 @@ export class ChangeWriter {
 
   async #flushTable({ live, rows, pending, follows, latest }: TableRows): Promise<void> {
     const { plan, appender } = live;
-    await this.#resolver.fetch(plan, live.state.version, pending);
-    for (const { values, source } of follows) this.#resolver.follow(plan, values, source);
+    const version = live.state.version;
+    const unresolved = await this.#resolver.fetch(plan, version, pending);
+    // A row following one that BigQuery no longer has (replayed after a crash) may still be there
+    // under its own key, e.g. after a key change that landed before the crash.
+    const orphans: PendingRow[] = [];
+    for (const { values, source, own } of follows) {
+      this.#resolver.follow(plan, values, source);
+      if (values.includes(UNCHANGED)) orphans.push(own);
+    }
+    unresolved.push(...(await this.#resolver.fetch(plan, version, orphans)));
+    this.#resolver.giveUp(plan, unresolved);
     const encoded = this.#encode(live, rows);
     // In order: after a crash, BigQuery holds a prefix of a table's changes (see ToastResolver).
     await appender.append(encoded, (index) => rows[index]!.describe(), { ordered: true });
     if (plan.toastable.length === 0) return;
     const now = Date.now();
+    // Values given up on are placeholders, not what the row holds: never serve them later.
+    const givenUp = new Set(unresolved.map((row) => row.values));
     for (const [key, values] of latest) {
-      if (values === null) {
+      if (values === null || givenUp.has(values)) {
         this.#cache.forget(plan.key, key);
         continue;
       }

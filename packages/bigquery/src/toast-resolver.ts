@@ -110,9 +110,15 @@ export class ToastResolver {
     }
   }
 
-  /** Reads the values still missing in `rows` from the table `version`. */
-  async fetch(plan: TablePlan, version: string, rows: readonly PendingRow[]): Promise<void> {
-    if (rows.length === 0) return;
+  /**
+   * Reads the values still missing in `rows` from the table `version`. Returns the rows a replay
+   * after a crash finds deleted by a later change that already landed: their values are nowhere
+   * and do not matter (the later delete outranks them) — unless a later row of the batch takes its
+   * values from them, so they are left for {@link giveUp} once those rows had their chance.
+   */
+  async fetch(plan: TablePlan, version: string, rows: readonly PendingRow[]): Promise<PendingRow[]> {
+    const deletedLater: PendingRow[] = [];
+    if (rows.length === 0) return deletedLater;
     await this.#waitUntilFresh(plan, version);
     const needed = plan.toastable.filter((column) =>
       rows.some((row) => row.values[column.index] === UNCHANGED),
@@ -154,10 +160,7 @@ export class ToastResolver {
       if (cells === undefined && replayUpTo !== null && row.commitLsn <= replayUpTo) {
         // Replayed after a crash: a later change that deleted the row already landed, and its
         // tombstone outranks this upsert whatever it holds.
-        for (const column of needed) {
-          if (row.values[column.index] === UNCHANGED)
-            row.values[column.index] = column.mapping.repeated ? [] : null;
-        }
+        deletedLater.push(row);
         continue;
       }
       if (cells === undefined) {
@@ -173,6 +176,17 @@ export class ToastResolver {
         if (row.values[column.index] === UNCHANGED)
           row.values[column.index] = column.mapping.fromRest(cells[n]?.v);
       });
+    }
+    return deletedLater;
+  }
+
+  /** Fills what `rows` still miss with empty values (see {@link fetch}). */
+  giveUp(plan: TablePlan, rows: readonly PendingRow[]): void {
+    for (const row of rows) {
+      for (const column of plan.toastable) {
+        if (row.values[column.index] === UNCHANGED)
+          row.values[column.index] = column.mapping.repeated ? [] : null;
+      }
     }
   }
 

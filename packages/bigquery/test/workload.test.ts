@@ -26,13 +26,23 @@ function prng(seed: number): () => number {
 const BIG = `(SELECT string_agg(md5(random()::text || i), '') FROM generate_series(1, 300) i)`;
 
 describe('randomized workload', () => {
-  it('ends equal after every round, through faults and crashes', async () => {
-    const seed = Number(process.env.BQ_WORKLOAD_SEED ?? Math.floor(Math.random() * 1e9));
+  // 140512545: a key change replayed after a crash took an unchanged TOAST value from a row the
+  // replay had filled with a placeholder (its later delete had landed) and wrote NULL.
+  it.each([
+    ['a seed that found a bug', 140512545],
+    ['a random seed', undefined],
+  ])('ends equal after every round, through faults and crashes (%s)', async (_, fixed) => {
+    const seed = Number(process.env.BQ_WORKLOAD_SEED ?? fixed ?? Math.floor(Math.random() * 1e9));
     const random = prng(seed);
     process.stderr.write(`workload seed ${seed}\n`);
     const pick = (n: number) => Math.floor(random() * n);
     const { db, fake } = suite;
+    // Each case on its own tables, slot and dataset.
+    const dataset = `workload_${fixed ?? 'random'}`;
     await db.sql(`
+      DROP PUBLICATION IF EXISTS pub_w;
+      DROP TABLE IF EXISTS w_docs, w_pairs;
+      SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'slot_w';
       SELECT setseed(${(seed % 1000) / 1000});
       CREATE TABLE w_docs (id int PRIMARY KEY, a int, body text, tags int[], doc jsonb);
       CREATE TABLE w_pairs (k1 text, k2 int, v numeric(12,2), at timestamptz, PRIMARY KEY (k1, k2));
@@ -72,7 +82,7 @@ describe('randomized workload', () => {
           return `ALTER TABLE w_docs ADD COLUMN extra text; UPDATE w_docs SET extra = 'x' || id WHERE id % 2 = 0`;
       }
     };
-    const options = sinkOptions(fake, 'workload', { maxInFlight: 2 });
+    const options = sinkOptions(fake, dataset, { maxInFlight: 2 });
     const run = (batchMaxRows: number) =>
       replicate(db, { publication: 'pub_w', slot: 'slot_w', sink: options, batchMaxRows });
     await run(1000);
@@ -98,8 +108,8 @@ describe('randomized workload', () => {
       await run(batchMaxRows);
       fake.write.clearFaults();
       const context = `seed ${seed}, round ${round}`;
-      expect(await expectSameRows(db, fake, 'workload', 'w_docs'), context).toBeGreaterThan(0);
-      await expectSameRows(db, fake, 'workload', 'w_pairs');
+      expect(await expectSameRows(db, fake, dataset, 'w_docs'), context).toBeGreaterThan(0);
+      await expectSameRows(db, fake, dataset, 'w_pairs');
     }
   });
 });
