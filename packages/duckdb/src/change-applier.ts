@@ -105,6 +105,11 @@ export class ChangeApplier {
     await this.#flush();
   }
 
+  /** Up to which LSN changes of the table may already be in it (see {@link setReplayWindow}). */
+  replayWindow(key: string): Lsn | undefined {
+    return this.#replayUntil.get(key);
+  }
+
   /** Changes of the table up to `lsn` may already be in it (null: none may). */
   setReplayWindow(key: string, lsn: Lsn | null): void {
     if (lsn === null) this.#replayUntil.delete(key);

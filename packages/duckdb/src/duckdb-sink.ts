@@ -128,10 +128,8 @@ export class DuckDbSink implements Sink {
   /** Tables given to `prepare`, checked for an identity when changes start to flow. */
   #tables: TableSchema[] = [];
   #streaming = false;
-  /** Copies in progress that record their chunks, by table key. */
+  /** Copies in progress that record their chunks, by table key (as stored). */
   readonly #copies = new Map<string, PartialCopy>();
-  /** Replay windows of resumed copies, by table key (as stored). */
-  #replayUntil = new Map<string, Lsn>();
 
   constructor(options: DuckDbSinkOptions) {
     if (typeof options?.path !== 'string' || options.path === '') {
@@ -183,8 +181,8 @@ export class DuckDbSink implements Sink {
       };
       const stored = await state.load();
       this.#copies.clear();
-      this.#replayUntil = await state.replayWindows();
-      for (const [key, lsn] of this.#replayUntil) applier.setReplayWindow(key, lsn);
+      for (const [key, copy] of stored.partialCopies ?? []) this.#copies.set(key, copy);
+      for (const [key, lsn] of await state.replayWindows()) applier.setReplayWindow(key, lsn);
       // Only keyed, materialized tables resume (a changelog would hold the first rows twice);
       // the pipeline asks for it, and `beginCopy` checks the key again.
       const partialCopies = options.changelog === 'off' ? stored.partialCopies : new Map();
@@ -231,7 +229,7 @@ export class DuckDbSink implements Sink {
       }
       if (resume !== null) {
         // The plan as stored, with the chunks already done (the pipeline resumes exactly it).
-        const stored = (await state.load()).partialCopies?.get(key);
+        const stored = this.#copies.get(key);
         if (stored === undefined || (stored.done.length > 0 && (await this.#isEmpty(plan.target)))) {
           // The rows copied before are gone (the DuckDB table was dropped or emptied by hand).
           await db.transaction(() => state.setCopyPlan(table, null));
@@ -240,14 +238,12 @@ export class DuckDbSink implements Sink {
             `the copy of ${key} cannot resume: the DuckDB table lost the rows copied before`,
           );
         }
-        const until = maxLsn(this.#replayUntil.get(key) ?? 0n, resume.replayUntil);
+        const until = maxLsn(applier.replayWindow(key) ?? 0n, resume.replayUntil);
         await db.transaction(async () => {
           await state.setCopied(table, keys, false, snapshotLsn);
           await state.setReplayUntil(table, until);
         });
-        this.#replayUntil.set(key, until);
         applier.setReplayWindow(key, until);
-        this.#copies.set(key, { ...stored, done: [...stored.done] });
       } else {
         const recorded: PartialCopy | null =
           resumable && snapshotLsn !== null && copyPlan !== undefined && copyPlan.chunks.length > 1
@@ -266,7 +262,6 @@ export class DuckDbSink implements Sink {
           await state.setCopyPlan(table, recorded);
           await state.setReplayUntil(table, null);
         });
-        this.#replayUntil.delete(key);
         applier.setReplayWindow(key, null);
         if (recorded !== null) this.#copies.set(key, recorded);
         else this.#copies.delete(key);

@@ -7,19 +7,12 @@ import { existsSync } from 'node:fs';
 import { expect, inject, it } from 'vitest';
 // @ts-expect-error plain JS shared with the fault-trial script
 import { runTrial } from './fixtures/fault-trial.mjs';
-import { scratchDir } from './harness.js';
+import { scratchDir, type TableDiff } from './harness.js';
 
 interface TrialResult {
   transactions: number;
   kills: { phase: string }[];
-  diffs: {
-    table: string;
-    pgRows: number;
-    duckRows: number;
-    missing: number;
-    extra: number;
-    examples: string[];
-  }[];
+  diffs: TableDiff[];
 }
 
 const built = ['../dist/index.js', '../../pg-replicate/dist/index.js'].every((file) =>
