@@ -13,9 +13,9 @@
  */
 import {
   type ChangeBatch,
+  type CopiedRows,
   type Lsn,
   PgReplicateError,
-  type RowData,
   type Sink,
   type SinkContext,
   type SinkState,
@@ -165,7 +165,8 @@ export class BigQuerySink implements Sink {
     open.copies.set(key, await open.catalog.startCopy(table));
   }
 
-  async writeRows(table: TableSchema, rows: readonly RowData[]): Promise<void> {
+  async writeRows(table: TableSchema, copied: CopiedRows): Promise<void> {
+    const rows = Array.from(copied);
     const copy = this.#copy(tableKey(table));
     const writer = this.#copyWriter;
     writer.reset();

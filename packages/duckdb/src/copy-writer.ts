@@ -10,7 +10,7 @@
  * side waits for the other longer than it must. Memory stays at two file buffers, whatever the
  * table's size.
  */
-import { CopyTextRow, type Lsn, type RowData } from 'pg-replicate';
+import { type CopiedRows, CopyTextBatch, CopyTextRow, type Lsn } from 'pg-replicate';
 import { changelogCopySql } from './changelog.js';
 import { runConverting } from './conversion-errors.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
@@ -57,12 +57,17 @@ export class CopyWriter {
     this.#files[0].reset();
   }
 
-  async write(rows: readonly RowData[]): Promise<void> {
+  async write(rows: CopiedRows): Promise<void> {
     const target = this.#require();
     const stage = this.#files[this.#current]!;
     const { plan } = target;
     const width = plan.columns.length;
     const sentinel = width === 1; // DuckDB skips empty lines: a one-column row needs a second field
+    if (plan.rawCopy && !sentinel && rows instanceof CopyTextBatch) {
+      stage.copyBatch(rows);
+      if (stage.bytes >= LOAD_BYTES) await this.#startLoad();
+      return;
+    }
     for (const row of rows) {
       if (plan.rawCopy && row instanceof CopyTextRow) {
         stage.copyRow(row.bytes);

@@ -25,10 +25,10 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type {
   ChangeBatch,
+  CopiedRows,
   CopyPlan,
   Lsn,
   PartialCopy,
-  RowData,
   Sink,
   SinkContext,
   SinkState,
@@ -276,7 +276,7 @@ export class DuckDbSink implements Sink {
     });
   }
 
-  async writeRows(_table: TableSchema, rows: readonly RowData[]): Promise<void> {
+  async writeRows(_table: TableSchema, rows: CopiedRows): Promise<void> {
     const { copier } = this.#require();
     await this.#guard(() => copier.write(rows));
   }

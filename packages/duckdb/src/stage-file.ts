@@ -9,6 +9,7 @@
  * every batch, so it holds one batch at a time (bounded by the batch size, not the table).
  */
 import { closeSync, ftruncateSync, openSync, rmSync, writeSync } from 'node:fs';
+import type { CopyTextBatch } from 'pg-replicate';
 import { literal } from './sql.js';
 
 const CAPACITY = 1 << 20;
@@ -72,6 +73,36 @@ export class StageFile {
   copyRow(bytes: Buffer): void {
     this.#put(bytes);
     this.#fieldsInRow = 1;
+  }
+
+  /**
+   * Every row of a COPY batch, byte for byte (COPY text is the staging format); one bulk copy per
+   * row, no string or object made.
+   */
+  copyBatch(batch: CopyTextBatch): void {
+    batch.forEachRow(this.#copyLine);
+  }
+
+  /** `buffer[start, end]`: a whole line, its newline at `end`. */
+  readonly #copyLine = (buffer: Buffer, start: number, end: number): void => {
+    const length = end + 1 - start;
+    if (length > CAPACITY - this.#used) {
+      this.flush();
+      if (length > CAPACITY) {
+        this.#write(buffer.subarray(start, end + 1));
+        this.#endLine(length, end - start);
+        return;
+      }
+    }
+    buffer.copy(this.#buffer, this.#used, start, end + 1);
+    this.#used += length;
+    this.#endLine(length, end - start);
+  };
+
+  #endLine(bytes: number, lineBytes: number): void {
+    this.bytes += bytes;
+    if (lineBytes > this.longestLine) this.longestLine = lineBytes;
+    this.rows++;
   }
 
   /** Appends one field: NULL, or text escaped as COPY would. */

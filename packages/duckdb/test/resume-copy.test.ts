@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CopyPlan, Logger, Lsn, RowData, TableSchema } from '../../pg-replicate/src/index.js';
+import type { CopiedRows, CopyPlan, Logger, Lsn, TableSchema } from '../../pg-replicate/src/index.js';
 import { isPgReplicateError } from '../../pg-replicate/src/index.js';
 import { DuckDbSink, type DuckDbSinkOptions } from '../src/index.js';
 import {
@@ -51,9 +51,9 @@ class CrashingSink extends DuckDbSink {
     await super.beginCopy(table, snapshotLsn, plan);
   }
 
-  override async writeRows(table: TableSchema, rows: readonly RowData[]): Promise<void> {
+  override async writeRows(table: TableSchema, rows: CopiedRows): Promise<void> {
     const lost = this.#lost;
-    await super.writeRows(table, lost ? rows.filter((row) => !lost(Number(row.text(0)))) : rows);
+    await super.writeRows(table, lost ? Array.from(rows).filter((row) => !lost(Number(row.text(0)))) : rows);
   }
 
   override async chunkCopied(table: TableSchema, index: number): Promise<void> {

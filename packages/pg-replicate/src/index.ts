@@ -25,6 +25,7 @@ export {
   SSL_MODES,
   type SslMode,
 } from './connection/connection-options.js';
+export { type CopiedRows, CopyTextBatch } from './copy-batch.js';
 // Errors
 export { type ErrorCode, isPgReplicateError, PgReplicateError } from './errors.js';
 // Change events, rows, schemas

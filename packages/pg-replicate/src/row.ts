@@ -158,47 +158,10 @@ function hexValue(byte: number): number {
   return byte <= 0x39 ? byte - 0x30 : (byte & 0x5f) - 0x41 + 10;
 }
 
-function copyFormatError(problem: string, bytes: Buffer): PgReplicateError {
+export function copyFormatError(problem: string, bytes: Buffer): PgReplicateError {
   const preview = bytes.toString('utf8', 0, Math.min(bytes.length, 80));
   return new PgReplicateError('PROTOCOL_VIOLATION', `malformed COPY row: ${problem}`, {
     detail: `row starts with ${JSON.stringify(preview)}`,
     hint: 'the table changed shape during the copy, or the server sent unexpected data; retry the copy',
   });
-}
-
-/**
- * Splits COPY OUT payloads into rows. The server sends one row per CopyData message, but that is
- * not a protocol promise, so rows split across messages (or several in one) are handled too.
- */
-export class CopyTextRowSplitter {
-  #carry: Buffer | null = null;
-
-  constructor(private readonly columnCount: number) {}
-
-  /** Appends the rows completed by `payload` to `rows`. */
-  push(payload: Buffer, rows: CopyTextRow[]): void {
-    let data = payload;
-    if (this.#carry !== null) {
-      data = Buffer.concat([this.#carry, payload]);
-      this.#carry = null;
-    }
-    let start = 0;
-    // Fast path: exactly one row ending at the end of the message.
-    if (data[data.length - 1] === Byte.Newline && data.indexOf(Byte.Newline) === data.length - 1) {
-      rows.push(new CopyTextRow(data.subarray(0, data.length - 1), this.columnCount));
-      return;
-    }
-    for (;;) {
-      const end = data.indexOf(Byte.Newline, start);
-      if (end === -1) break;
-      rows.push(new CopyTextRow(data.subarray(start, end), this.columnCount));
-      start = end + 1;
-    }
-    if (start < data.length) this.#carry = Buffer.from(data.subarray(start));
-  }
-
-  /** Throws if the copy ended in the middle of a row. */
-  finish(): void {
-    if (this.#carry !== null) throw copyFormatError('the data ended in the middle of a row', this.#carry);
-  }
 }

@@ -1,11 +1,13 @@
 /**
  * `COPY … TO STDOUT` text format: `CopyTextRow` (tab-separated fields, `\N` for NULL, backslash
- * escapes) and `CopyTextRowSplitter` (rows out of CopyData payloads, whatever their boundaries).
+ * escapes) and `CopyTextBatcher` (batches of rows out of CopyData payloads, whatever their
+ * boundaries).
  * https://www.postgresql.org/docs/current/sql-copy.html#SQL-COPY-FILE-FORMATS (Text Format)
  */
 import { describe, expect, it } from 'vitest';
+import { type CopyTextBatch, CopyTextBatcher } from '../src/copy-batch.js';
 import { PgReplicateError } from '../src/errors.js';
-import { CopyTextRow, CopyTextRowSplitter, type RowData, unescapeCopyText } from '../src/row.js';
+import { CopyTextRow, type RowData, unescapeCopyText } from '../src/row.js';
 
 /** A row from its COPY text as written in the server's output (a JS string, UTF-8 encoded). */
 function row(text: string, columns: number): CopyTextRow {
@@ -172,19 +174,45 @@ const STREAM_VALUES = [
   ['4', '\u4e2d\u6587', 'x'],
 ];
 
-/** Pushes each payload through one splitter and returns the rows' values. */
+/** Pushes each payload through one batcher and returns the rows' values. */
 function split(payloads: readonly Buffer[], columns = 3): (string | null)[][] {
-  const splitter = new CopyTextRowSplitter(columns);
-  const rows: CopyTextRow[] = [];
-  for (const payload of payloads) splitter.push(payload, rows);
-  splitter.finish();
-  return rows.map(values);
+  const batcher = new CopyTextBatcher(columns);
+  for (const payload of payloads) batcher.push(payload, 0, payload.length);
+  batcher.finish();
+  return [...batcher.take()].map(values);
 }
 
-describe('CopyTextRowSplitter', () => {
+/** The lines a batch hands to raw readers, newlines included. */
+function rawLines(batch: CopyTextBatch): string[] {
+  const lines: string[] = [];
+  batch.forEachRow((buffer, start, end) => {
+    expect(buffer[end]).toBe(0x0a);
+    lines.push(buffer.toString('utf8', start, end + 1));
+  });
+  return lines;
+}
+
+describe('CopyTextBatcher', () => {
   it('one row per payload, as the server sends them', () => {
     const payloads = STREAM_ROWS.map((r) => Buffer.from(`${r}\n`, 'utf8'));
     expect(split(payloads)).toEqual(STREAM_VALUES);
+  });
+
+  it('payloads inside larger buffers (socket chunks with message headers around them)', () => {
+    const chunk = Buffer.concat(STREAM_ROWS.flatMap((r) => [Buffer.from('HDR##'), Buffer.from(`${r}\n`)]));
+    const batcher = new CopyTextBatcher(3);
+    let offset = 0;
+    for (const r of STREAM_ROWS) {
+      const length = Buffer.byteLength(`${r}\n`);
+      batcher.push(chunk, offset + 5, offset + 5 + length);
+      offset += 5 + length;
+    }
+    const batch = batcher.take();
+    expect(batch.length).toBe(4);
+    expect(batch.byteLength).toBe(STREAM.length);
+    expect([...batch].map(values)).toEqual(STREAM_VALUES);
+    expect(values(batch.row(2))).toEqual(STREAM_VALUES[2]);
+    expect(rawLines(batch).join('')).toBe(STREAM.toString('utf8'));
   });
 
   it('several rows in one payload', () => {
@@ -197,11 +225,18 @@ describe('CopyTextRowSplitter', () => {
     }
   });
 
-  it('rows split across payloads at every pair of positions', () => {
+  it('rows split across payloads at every pair of positions; raw lines and byte count stay exact', () => {
     for (let a = 1; a < STREAM.length; a += 3) {
       for (let b = a; b < STREAM.length; b += 2) {
-        const payloads = [STREAM.subarray(0, a), STREAM.subarray(a, b), STREAM.subarray(b)];
-        expect(split(payloads), `cuts at ${a}, ${b}`).toEqual(STREAM_VALUES);
+        const batcher = new CopyTextBatcher(3);
+        for (const payload of [STREAM.subarray(0, a), STREAM.subarray(a, b), STREAM.subarray(b)]) {
+          batcher.push(payload, 0, payload.length);
+        }
+        batcher.finish();
+        const batch = batcher.take();
+        expect([...batch].map(values), `cuts at ${a}, ${b}`).toEqual(STREAM_VALUES);
+        expect(rawLines(batch).join(''), `cuts at ${a}, ${b}`).toBe(STREAM.toString('utf8'));
+        expect(batch.byteLength).toBe(STREAM.length);
       }
     }
   });
@@ -221,32 +256,36 @@ describe('CopyTextRowSplitter', () => {
     expect(split([Buffer.from('\\N\n\n')], 1)).toEqual([[null], ['']]);
   });
 
-  it('rows already returned stay intact after later payloads', () => {
-    const splitter = new CopyTextRowSplitter(3);
-    const rows: CopyTextRow[] = [];
-    splitter.push(STREAM.subarray(0, 20), rows);
-    const first = rows[0]!;
-    splitter.push(STREAM.subarray(20), rows);
-    splitter.finish();
-    expect(values(first)).toEqual(STREAM_VALUES[0]);
-    expect(rows.map(values)).toEqual(STREAM_VALUES);
+  it('take() hands over the rows so far; a row cut between two batches lands whole in the second', () => {
+    const batcher = new CopyTextBatcher(3);
+    batcher.push(STREAM, 0, 20);
+    expect(batcher.rows).toBe(1);
+    const first = batcher.take();
+    expect(batcher.rows).toBe(0);
+    expect(batcher.bytes).toBe(0);
+    batcher.push(STREAM, 20, STREAM.length);
+    batcher.finish();
+    const second = batcher.take();
+    expect([...first].map(values)).toEqual(STREAM_VALUES.slice(0, 1));
+    expect([...second].map(values)).toEqual(STREAM_VALUES.slice(1));
+    expect(first.byteLength + second.byteLength).toBe(STREAM.length);
   });
 
   it('data ending in the middle of a row is a PROTOCOL_VIOLATION', () => {
     for (const cut of [1, 5, STREAM.length - 1]) {
-      const splitter = new CopyTextRowSplitter(3);
-      const rows: CopyTextRow[] = [];
-      splitter.push(STREAM.subarray(0, cut), rows);
-      const error = copyError(() => splitter.finish());
+      const batcher = new CopyTextBatcher(3);
+      batcher.push(STREAM, 0, cut);
+      const error = copyError(() => batcher.finish());
       expect(error.message).toBe('malformed COPY row: the data ended in the middle of a row');
     }
   });
 
   it('a row with the wrong field count fails when read, not when split', () => {
-    const splitter = new CopyTextRowSplitter(3);
-    const rows: CopyTextRow[] = [];
-    splitter.push(Buffer.from('1\ta\tb\n2\ta\n3\ta\tb\tc\n'), rows);
-    splitter.finish();
+    const batcher = new CopyTextBatcher(3);
+    const payload = Buffer.from('1\ta\tb\n2\ta\n3\ta\tb\tc\n');
+    batcher.push(payload, 0, payload.length);
+    batcher.finish();
+    const rows = [...batcher.take()];
     expect(rows).toHaveLength(3);
     expect(values(rows[0]!)).toEqual(['1', 'a', 'b']);
     expect(copyError(() => rows[1]!.text(0)).message).toContain('2 fields where 3 were expected');

@@ -5,6 +5,8 @@
  * of an existing key or an update/delete of a missing one is recorded as an anomaly, so a test
  * sees duplicates and losses instead of having them papered over.
  */
+
+import type { CopiedRows } from '../src/copy-batch.js';
 import type { ChangeEvent } from '../src/events.js';
 import type { Lsn } from '../src/lsn.js';
 import type { RowData } from '../src/row.js';
@@ -65,7 +67,7 @@ export class MemorySink implements Sink {
     this.#working = clone(this.durable);
   }
 
-  async writeRows(table: TableSchema, rows: readonly RowData[]): Promise<void> {
+  async writeRows(table: TableSchema, rows: CopiedRows): Promise<void> {
     this.#maybeFail('writeRows');
     if (this.rowDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.rowDelayMs));
     const target = this.#working!.tables.get(tableKey(table))!;

@@ -7,10 +7,10 @@
  */
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CopiedRows } from '../src/copy-batch.js';
 import type { ChangeBatch, Sink, SinkState } from '../src/index.js';
 import { type Lsn, parseLsn } from '../src/lsn.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
-import type { RowData } from '../src/row.js';
 import type { TableSchema } from '../src/schema.js';
 import type { SinkContext } from '../src/sink/sink.js';
 import { StdoutSink } from '../src/sink/stdout-sink.js';
@@ -187,7 +187,7 @@ class FanOutSink implements Sink {
   async beginCopy(table: TableSchema, lsn: Lsn | null) {
     for (const s of this.sinks) await s.beginCopy(table, lsn);
   }
-  async writeRows(table: TableSchema, rows: readonly RowData[]) {
+  async writeRows(table: TableSchema, rows: CopiedRows) {
     for (const s of this.sinks) await s.writeRows(table, rows);
   }
   async endCopy(table: TableSchema, lsn: Lsn | null) {

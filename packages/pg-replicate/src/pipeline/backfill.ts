@@ -13,9 +13,10 @@
  * either means a full copy again (see `PostgresSource.fingerprint`). Other sinks copy an interrupted
  * table again in full (`beginCopy` clears it).
  */
+
+import type { CopyTextBatch } from '../copy-batch.js';
 import { PgReplicateError } from '../errors.js';
 import type { Lsn } from '../lsn.js';
-import type { CopyTextRow } from '../row.js';
 import { tableKey } from '../schema.js';
 import type { CopyChunk, CopyPlan, PartialCopy, Sink } from '../sink/sink.js';
 import type { PublishedTable } from '../source/catalog.js';
@@ -55,7 +56,7 @@ export async function backfill(
 }
 
 /** A batch of copied rows, or the end of the chunk with this index. */
-type CopyItem = CopyTextRow[] | number;
+type CopyItem = CopyTextBatch | number;
 
 async function copyOne(
   source: PostgresSource,
@@ -182,10 +183,7 @@ async function readChunks(
 const COPY_QUEUE_BYTES = 32 * 1024 * 1024;
 
 function weigh(item: CopyItem): number {
-  if (typeof item === 'number') return 0;
-  let bytes = 0;
-  for (const row of item) bytes += row.bytes.length;
-  return bytes;
+  return typeof item === 'number' ? 0 : item.byteLength;
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {

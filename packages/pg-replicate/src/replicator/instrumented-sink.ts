@@ -4,10 +4,11 @@
  * failures: retried) or `SINK_ERROR` (anything else: stops), so the error policy and the logs can
  * say it came from the sink and not from Postgres.
  */
+
+import type { CopiedRows } from '../copy-batch.js';
 import { PgReplicateError } from '../errors.js';
 import type { Lsn } from '../lsn.js';
 import { classifyFailure } from '../retry/failure-policy.js';
-import type { RowData } from '../row.js';
 import type { TableSchema } from '../schema.js';
 import type { ChangeBatch, CopyPlan, Sink, SinkContext, SinkState } from '../sink/sink.js';
 import type { SinkOperation } from './metrics.js';
@@ -52,7 +53,7 @@ export class InstrumentedSink implements Sink {
   /** Present only when the wrapped sink records chunks. */
   readonly chunkCopied?: (table: TableSchema, index: number) => Promise<void>;
 
-  writeRows(table: TableSchema, rows: readonly RowData[]): Promise<void> {
+  writeRows(table: TableSchema, rows: CopiedRows): Promise<void> {
     return this.#call('writing copied rows', () => this.#inner.writeRows(table, rows), 'rows');
   }
 

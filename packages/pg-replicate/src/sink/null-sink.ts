@@ -2,8 +2,9 @@
  * Counts and discards: the sink for benchmarks and dry runs. Everything is "durable" at once; the
  * state lives in memory, so every run starts fresh unless the same instance is reused.
  */
+
+import type { CopiedRows } from '../copy-batch.js';
 import type { Lsn } from '../lsn.js';
-import type { RowData } from '../row.js';
 import { type TableSchema, tableKey } from '../schema.js';
 import type { ChangeBatch, Sink, SinkState } from './sink.js';
 
@@ -26,7 +27,7 @@ export class NullSink implements Sink {
     this.#copied.delete(tableKey(table));
   }
 
-  async writeRows(_table: TableSchema, rows: readonly RowData[]): Promise<void> {
+  async writeRows(_table: TableSchema, rows: CopiedRows): Promise<void> {
     this.rowsCopied += rows.length;
   }
 

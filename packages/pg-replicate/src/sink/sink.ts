@@ -9,9 +9,10 @@
  * `open` → `prepare` → (`beginCopy` → (`writeRows` | `chunkCopied`)* → `endCopy`)* →
  * `writeChanges`* → `close`.
  */
+
+import type { CopiedRows } from '../copy-batch.js';
 import type { ChangeEvent } from '../events.js';
 import type { Lsn } from '../lsn.js';
-import type { RowData } from '../row.js';
 import type { TableSchema } from '../schema.js';
 import type { ReplicationMode } from '../source/preflight.js';
 import type { TypeRegistry } from '../types/type-registry.js';
@@ -120,8 +121,11 @@ export interface Sink {
    */
   beginCopy(table: TableSchema, snapshotLsn: Lsn | null, plan?: CopyPlan): Promise<void>;
 
-  /** Copied rows of the table, in batches. Need not be durable until `endCopy`. */
-  writeRows(table: TableSchema, rows: readonly RowData[]): Promise<void>;
+  /**
+   * Copied rows of the table, in batches. Need not be durable until `endCopy`. From the pipeline
+   * the batch is a `CopyTextBatch`: sinks that store COPY text can take its bytes as they are.
+   */
+  writeRows(table: TableSchema, rows: CopiedRows): Promise<void>;
 
   /**
    * Optional: every row of chunk `index` of the plan has been given to `writeRows`. Make the rows

@@ -9,6 +9,7 @@
  * the resumption state survives restarts; without it every run starts fresh.
  */
 import type { Writable } from 'node:stream';
+import type { CopiedRows } from '../copy-batch.js';
 import { PgReplicateError } from '../errors.js';
 import type { ChangeEvent } from '../events.js';
 import { formatLsn, type Lsn } from '../lsn.js';
@@ -66,7 +67,7 @@ export class StdoutSink implements Sink {
     this.#state?.setCopied(tableKey(table), undefined);
   }
 
-  async writeRows(table: TableSchema, rows: readonly RowData[]): Promise<void> {
+  async writeRows(table: TableSchema, rows: CopiedRows): Promise<void> {
     const encoder = this.#encoder(table);
     let out = '';
     for (const row of rows) {

@@ -14,12 +14,12 @@ import {
   describeConnection,
   resolveConnection,
 } from '../connection/connection-options.js';
+import type { CopyTextBatch } from '../copy-batch.js';
 import { PgReplicateError } from '../errors.js';
 import type { Lsn } from '../lsn.js';
 import type { RelationMessage } from '../pgoutput/messages.js';
 import { type CreatedSlot, ReplicationConnection } from '../protocol/replication-connection.js';
 import type { ReplicationStream } from '../protocol/replication-stream.js';
-import type { CopyTextRow } from '../row.js';
 import type { ColumnSchema, TableSchema } from '../schema.js';
 import type { CopyChunk } from '../sink/sink.js';
 import { TypeRegistry } from '../types/type-registry.js';
@@ -322,7 +322,7 @@ export class PostgresSource {
     table: PublishedTable,
     snapshot: Snapshot,
     options: CopyTableOptions = {},
-  ): AsyncGenerator<CopyTextRow[], void, undefined> {
+  ): AsyncGenerator<CopyTextBatch, void, undefined> {
     const client = await connect(this.connection);
     let finished = false;
     try {

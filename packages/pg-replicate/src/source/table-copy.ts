@@ -1,17 +1,19 @@
 /**
- * Streams one table out with `COPY … TO STDOUT` (text format) as batches of lazy rows. The caller
- * provides a client already inside the snapshot the copy must see. Memory stays bounded: a batch
- * is handed over before the next is read, and the socket is read only when asked.
+ * Streams one table out with `COPY … TO STDOUT` (text format) as batches of rows kept as the
+ * bytes they arrived in (`CopyTextBatch`). The caller provides a client already inside the
+ * snapshot the copy must see. Memory stays bounded: a batch (at most `batchRows` rows or about
+ * 4 MiB, whichever comes first) is handed over before the next is read, and the socket is read
+ * only when asked.
  */
 import type pg from 'pg';
 import { quoteIdent } from '../connection/connect.js';
+import { type CopyTextBatch, CopyTextBatcher } from '../copy-batch.js';
 import { CopyStream } from '../protocol/copy-stream.js';
-import { type CopyTextRow, CopyTextRowSplitter } from '../row.js';
 import type { TableSchema } from '../schema.js';
 import type { CopyChunk } from '../sink/sink.js';
 
 export interface CopyTableOptions {
-  /** Rows per batch handed to the caller (default 10 000). */
+  /** Rows per batch handed to the caller (default 10 000; fewer when rows are wide). */
   batchRows?: number;
   /** Only the rows of this range of pages (default: the whole table). */
   chunk?: CopyChunk;
@@ -42,27 +44,27 @@ export function copyStatement(table: TableSchema & { kind?: string }, where?: st
   return `COPY (SELECT ${columns} FROM ${target}${filter}) TO STDOUT`;
 }
 
+/** A batch is handed over at this size even if it has fewer rows than asked (wide rows). */
+const BATCH_BYTES = 4 * 1024 * 1024;
+
 export async function* copyTable(
   client: pg.Client,
   table: TableSchema & { kind?: string },
   options: CopyTableOptions = {},
-): AsyncGenerator<CopyTextRow[], void, undefined> {
+): AsyncGenerator<CopyTextBatch, void, undefined> {
   const batchRows = options.batchRows ?? 10_000;
   const copy = new CopyStream(copyStatement(table, chunkCondition(options.chunk)));
   client.query(copy);
-  const splitter = new CopyTextRowSplitter(table.columns.length);
-  let rows: CopyTextRow[] = [];
+  const batcher = new CopyTextBatcher(table.columns.length);
   for (;;) {
-    const frames = await copy.next();
+    const frames = await copy.nextFrames();
     if (frames === null) break;
-    for (const frame of frames) {
-      splitter.push(frame, rows);
-      if (rows.length >= batchRows) {
-        yield rows;
-        rows = [];
-      }
+    const { buffers, bounds } = frames;
+    for (let i = 0; i < buffers.length; i++) {
+      batcher.push(buffers[i]!, bounds[2 * i]!, bounds[2 * i + 1]!);
+      if (batcher.rows >= batchRows || batcher.bytes >= BATCH_BYTES) yield batcher.take();
     }
   }
-  splitter.finish();
-  if (rows.length > 0) yield rows;
+  batcher.finish();
+  if (batcher.rows > 0) yield batcher.take();
 }
