@@ -148,16 +148,37 @@ export class CopyStream implements pg.Submittable {
   }
 
   #ingest(chunk: Buffer): void {
-    let buffer = chunk;
-    if (this.#carryBytes > 0) {
-      this.#carry.push(chunk);
-      this.#carryBytes += chunk.length;
+    let offset = 0;
+    // A message begun in an earlier chunk: only its own bytes are joined, never the whole chunk.
+    while (this.#carryBytes > 0) {
+      const take = Math.min(this.#carryNeeded - this.#carryBytes, chunk.length - offset);
+      this.#carry.push(chunk.subarray(offset, offset + take));
+      this.#carryBytes += take;
+      offset += take;
       if (this.#carryBytes < this.#carryNeeded) return;
-      buffer = Buffer.concat(this.#carry, this.#carryBytes);
+      const joined = Buffer.concat(this.#carry, this.#carryBytes);
+      const length = 1 + joined.readUInt32BE(1);
+      if (joined.length < length) {
+        this.#carry = [joined]; // the header is complete: now the rest of the message
+        this.#carryNeeded = length;
+        continue;
+      }
       this.#carry = [];
       this.#carryBytes = 0;
+      if (joined[0] !== Code.CopyData) {
+        // Rare (a header or an error cut by a chunk boundary): parse it with what follows.
+        this.#parse(Buffer.concat([joined, chunk.subarray(offset)]), 0);
+        return;
+      }
+      this.#frames.buffers.push(joined);
+      this.#frames.bounds.push(HEADER_LENGTH, joined.length);
     }
-    let offset = 0;
+    this.#parse(chunk, offset);
+  }
+
+  /** Takes the complete messages of `buffer` from `offset`; carries an incomplete last one. */
+  #parse(buffer: Buffer, from: number): void {
+    let offset = from;
     while (buffer.length - offset >= HEADER_LENGTH) {
       const code = buffer[offset]!;
       const end = offset + 1 + buffer.readUInt32BE(offset + 1);
