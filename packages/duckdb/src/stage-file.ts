@@ -75,35 +75,28 @@ export class StageFile {
     this.#fieldsInRow = 1;
   }
 
-  /**
-   * Every row of a COPY batch, byte for byte (COPY text is the staging format); one bulk copy per
-   * row, no string or object made.
-   */
+  /** Every row of a COPY batch, byte for byte (COPY text is the staging format). */
   copyBatch(batch: CopyTextBatch): void {
-    batch.forEachRow(this.#copyLine);
+    batch.forEachSegment(this.#copySegment);
+    this.rows += batch.length;
+    if (batch.longestRow > this.longestLine) this.longestLine = batch.longestRow;
   }
 
-  /** `buffer[start, end]`: a whole line, its newline at `end`. */
-  readonly #copyLine = (buffer: Buffer, start: number, end: number): void => {
-    const length = end + 1 - start;
+  /** `buffer[start, end)`: whole lines, newlines included. */
+  readonly #copySegment = (buffer: Buffer, start: number, end: number): void => {
+    const length = end - start;
     if (length > CAPACITY - this.#used) {
       this.flush();
       if (length > CAPACITY) {
-        this.#write(buffer.subarray(start, end + 1));
-        this.#endLine(length, end - start);
+        this.#write(buffer.subarray(start, end));
+        this.bytes += length;
         return;
       }
     }
-    buffer.copy(this.#buffer, this.#used, start, end + 1);
+    buffer.copy(this.#buffer, this.#used, start, end);
     this.#used += length;
-    this.#endLine(length, end - start);
+    this.bytes += length;
   };
-
-  #endLine(bytes: number, lineBytes: number): void {
-    this.bytes += bytes;
-    if (lineBytes > this.longestLine) this.longestLine = lineBytes;
-    this.rows++;
-  }
 
   /** Appends one field: NULL, or text escaped as COPY would. */
   field(text: string | null): void {

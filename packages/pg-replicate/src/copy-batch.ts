@@ -22,59 +22,94 @@ export class CopyTextBatch implements CopiedRows {
   readonly columnCount: number;
   /** The bytes of all rows, newlines included. */
   readonly byteLength: number;
-  /** The buffer of each row (consecutive rows usually share one socket chunk). */
-  readonly #buffers: readonly Buffer[];
-  /** `[start0, end0, start1, end1, …]`: each row without its newline, which is at `end`. */
-  readonly #bounds: readonly number[];
+  /** The length of the longest row, without its newline. */
+  readonly longestRow: number;
+  /** Runs of whole rows: `buffers[k][bounds[2k], bounds[2k + 1])`, newlines included. */
+  readonly #segments: Segments;
+  /** Where each row starts in its segment's buffer. */
+  readonly #rowStarts: readonly number[];
 
-  constructor(
-    columnCount: number,
-    buffers: readonly Buffer[],
-    bounds: readonly number[],
-    byteLength: number,
-  ) {
+  constructor(columnCount: number, segments: Segments, rowStarts: readonly number[], longestRow: number) {
     this.columnCount = columnCount;
-    this.#buffers = buffers;
-    this.#bounds = bounds;
-    this.byteLength = byteLength;
+    this.#segments = segments;
+    this.#rowStarts = rowStarts;
+    this.longestRow = longestRow;
+    let bytes = 0;
+    for (let k = 0; k < segments.buffers.length; k++)
+      bytes += segments.bounds[2 * k + 1]! - segments.bounds[2 * k]!;
+    this.byteLength = bytes;
   }
 
   get length(): number {
-    return this.#buffers.length;
+    return this.#rowStarts.length;
   }
 
   /** Row `index` as a {@link CopyTextRow}. */
   row(index: number): CopyTextRow {
-    const start = this.#bounds[2 * index]!;
-    const end = this.#bounds[2 * index + 1]!;
-    return new CopyTextRow(this.#buffers[index]!.subarray(start, end), this.columnCount);
+    const { firstRows } = this.#segments;
+    let low = 0;
+    let high = firstRows.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if (firstRows[middle]! <= index) low = middle;
+      else high = middle - 1;
+    }
+    return this.#row(low, index);
   }
 
   *[Symbol.iterator](): Iterator<CopyTextRow> {
-    for (let i = 0; i < this.#buffers.length; i++) yield this.row(i);
+    const { firstRows } = this.#segments;
+    for (let k = 0; k < firstRows.length; k++) {
+      const last = k + 1 < firstRows.length ? firstRows[k + 1]! : this.#rowStarts.length;
+      for (let i = firstRows[k]!; i < last; i++) yield this.#row(k, i);
+    }
   }
 
   /**
-   * Calls `visit` with each row's bytes, `buffer[start, end)`, in order; `buffer[end]` is the
-   * row's newline. The buffers are the socket's: read them, do not keep them past the call.
+   * Calls `visit` with runs of whole rows, `buffer[start, end)` with every row's newline, in
+   * order — a few per socket read, not one per row. The buffers are the socket's: read them, do
+   * not keep them past the call.
    */
-  forEachRow(visit: (buffer: Buffer, start: number, end: number) => void): void {
-    const buffers = this.#buffers;
-    const bounds = this.#bounds;
-    for (let i = 0; i < buffers.length; i++) visit(buffers[i]!, bounds[2 * i]!, bounds[2 * i + 1]!);
+  forEachSegment(visit: (buffer: Buffer, start: number, end: number) => void): void {
+    const { buffers, bounds } = this.#segments;
+    for (let k = 0; k < buffers.length; k++) visit(buffers[k]!, bounds[2 * k]!, bounds[2 * k + 1]!);
   }
+
+  #row(segment: number, index: number): CopyTextRow {
+    const { buffers, bounds, firstRows } = this.#segments;
+    const lastOfSegment =
+      segment + 1 < firstRows.length ? firstRows[segment + 1]! - 1 : this.#rowStarts.length - 1;
+    const end = index < lastOfSegment ? this.#rowStarts[index + 1]! - 1 : bounds[2 * segment + 1]! - 1;
+    return new CopyTextRow(buffers[segment]!.subarray(this.#rowStarts[index]!, end), this.columnCount);
+  }
+}
+
+interface Segments {
+  readonly buffers: Buffer[];
+  readonly bounds: number[];
+  /** The index of the first row of each segment. */
+  readonly firstRows: number[];
 }
 
 /**
  * Gathers COPY OUT payloads into {@link CopyTextBatch}es. The server sends one row per CopyData
  * message, but that is not a protocol promise, so rows split across messages (or several in one)
  * are handled too.
+ *
+ * Rows that arrived in one socket chunk are moved together over the 5-byte message headers
+ * between them (`copyWithin`, in place: the chunk is ours, and only bytes already parsed are
+ * overwritten), so a sink copies a chunk's rows in one call instead of one per row — per-row
+ * `Buffer.copy` was a tenth of the copy's CPU.
  */
 export class CopyTextBatcher {
   readonly #columnCount: number;
-  #buffers: Buffer[] = [];
-  #bounds: number[] = [];
+  #segments: Segments = { buffers: [], bounds: [], firstRows: [] };
+  #rowStarts: number[] = [];
   #bytes = 0;
+  #longestRow = 0;
+  /** The buffer of the segment being extended, and where its next row goes. */
+  #runBuffer: Buffer | null = null;
+  #runEnd = 0;
   /** The start of a row whose end has not arrived yet. */
   #carry: Buffer | null = null;
 
@@ -84,7 +119,7 @@ export class CopyTextBatcher {
 
   /** Rows gathered since the last {@link take}. */
   get rows(): number {
-    return this.#buffers.length;
+    return this.#rowStarts.length;
   }
 
   /** Bytes of those rows. */
@@ -98,7 +133,7 @@ export class CopyTextBatcher {
     if (this.#carry === null && end > start && buffer[end - 1] === NEWLINE) {
       const newline = buffer.indexOf(NEWLINE, start);
       if (newline === end - 1) {
-        this.#add(buffer, start, newline);
+        this.#add(buffer, start, end);
         return;
       }
     }
@@ -111,7 +146,7 @@ export class CopyTextBatcher {
     for (;;) {
       const newline = data.indexOf(NEWLINE, from);
       if (newline === -1) break;
-      this.#add(data, from, newline);
+      this.#add(data, from, newline + 1);
       from = newline + 1;
     }
     if (from < data.length) this.#carry = data.subarray(from);
@@ -119,10 +154,12 @@ export class CopyTextBatcher {
 
   /** The rows gathered so far, as a batch; the next rows start a new one. */
   take(): CopyTextBatch {
-    const batch = new CopyTextBatch(this.#columnCount, this.#buffers, this.#bounds, this.#bytes);
-    this.#buffers = [];
-    this.#bounds = [];
+    this.#closeRun();
+    const batch = new CopyTextBatch(this.#columnCount, this.#segments, this.#rowStarts, this.#longestRow);
+    this.#segments = { buffers: [], bounds: [], firstRows: [] };
+    this.#rowStarts = [];
     this.#bytes = 0;
+    this.#longestRow = 0;
     return batch;
   }
 
@@ -131,9 +168,31 @@ export class CopyTextBatcher {
     if (this.#carry !== null) throw copyFormatError('the data ended in the middle of a row', this.#carry);
   }
 
+  /** Adds the row `buffer[start, end)`, its newline at `end - 1`. */
   #add(buffer: Buffer, start: number, end: number): void {
-    this.#buffers.push(buffer);
-    this.#bounds.push(start, end);
-    this.#bytes += end + 1 - start;
+    const length = end - start;
+    if (buffer !== this.#runBuffer || start < this.#runEnd) {
+      this.#closeRun();
+      this.#runBuffer = buffer;
+      this.#runEnd = start;
+      this.#segments.firstRows.push(this.#rowStarts.length);
+    } else if (start > this.#runEnd) {
+      buffer.copyWithin(this.#runEnd, start, end);
+    }
+    this.#rowStarts.push(this.#runEnd);
+    this.#runEnd += length;
+    this.#bytes += length;
+    if (length - 1 > this.#longestRow) this.#longestRow = length - 1;
+  }
+
+  /** Ends the segment being extended (its rows are all in place). */
+  #closeRun(): void {
+    const buffer = this.#runBuffer;
+    if (buffer === null) return;
+    const segments = this.#segments;
+    const first = segments.firstRows[segments.firstRows.length - 1]!;
+    segments.buffers.push(buffer);
+    segments.bounds.push(this.#rowStarts[first]!, this.#runEnd);
+    this.#runBuffer = null;
   }
 }

@@ -180,7 +180,7 @@ async function readChunks(
  * Copied rows waiting for the sink, across all connections: enough to keep the sink busy while
  * Postgres sends, small enough that memory stays flat whatever the table size.
  */
-const COPY_QUEUE_BYTES = 32 * 1024 * 1024;
+const COPY_QUEUE_BYTES = 8 * 1024 * 1024;
 
 function weigh(item: CopyItem): number {
   return typeof item === 'number' ? 0 : item.byteLength;
