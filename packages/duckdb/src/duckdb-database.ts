@@ -51,7 +51,12 @@ export class DuckDbDatabase {
    */
   static async open(path: string, options: OpenOptions = {}): Promise<DuckDbDatabase> {
     // What does not fit in memory spills beside the file, as when DuckDB opens the file itself.
-    const config: Record<string, string> = { temp_directory: `${path}.tmp` };
+    const config: Record<string, string> = {
+      temp_directory: `${path}.tmp`,
+      // Rows of a table have no order the sink promises (changelogs sort by LSN), and keeping the
+      // order of an INSERT's rows makes DuckDB write them on one thread: loads ran 2× slower.
+      preserve_insertion_order: 'false',
+    };
     if (options.threads !== undefined) config['threads'] = String(options.threads);
     if (options.memoryLimit !== undefined) config['memory_limit'] = options.memoryLimit;
     const rowGroupSize = options.rowGroupSize ?? ROW_GROUP_SIZE;
