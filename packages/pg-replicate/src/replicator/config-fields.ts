@@ -10,9 +10,9 @@
  */
 import { z } from 'zod';
 import { replicatorConfigSchema } from './config-schema.js';
+import { ENV_PREFIX } from './env-prefix.js';
 
-/** Prefix of every environment variable the replicator reads. */
-export const ENV_PREFIX = 'PG_REPLICATE_';
+export { ENV_PREFIX };
 /** Names the config file when `--config` is not given. */
 export const CONFIG_PATH_ENV = 'PG_REPLICATE_CONFIG';
 /** Suffix that makes any variable read its value from a file (Docker/Kubernetes secrets). */

@@ -1,7 +1,7 @@
 /**
  * One pipeline as a long-lived service: logs, health and metrics endpoints, slot monitoring and a
  * supervisor that restarts the pipeline after transient failures. Process-wide concerns (signals,
- * the shutdown deadline, exiting) belong to `run-command.ts`; this class only runs and stops.
+ * the shutdown deadline, exiting) belong to `run-service.ts`; this class only runs and stops.
  */
 import { readFileSync } from 'node:fs';
 import { createSink } from '../cli/sinks.js';
