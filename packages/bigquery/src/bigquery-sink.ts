@@ -14,6 +14,7 @@
 import {
   type ChangeBatch,
   type CopiedRows,
+  CopyTextBatch,
   type Lsn,
   PgReplicateError,
   type Sink,
@@ -166,7 +167,8 @@ export class BigQuerySink implements Sink {
   }
 
   async writeRows(table: TableSchema, copied: CopiedRows): Promise<void> {
-    const rows = Array.from(copied);
+    // Rows are named in errors reported after this call returns: keep them in memory of our own.
+    const rows = Array.from(copied instanceof CopyTextBatch ? copied.detach() : copied);
     const copy = this.#copy(tableKey(table));
     const writer = this.#copyWriter;
     writer.reset();

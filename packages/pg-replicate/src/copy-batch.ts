@@ -16,6 +16,10 @@ export interface CopiedRows extends Iterable<RowData> {
 }
 
 const NEWLINE = 0x0a;
+/** Rows are kept in slabs of this size (see {@link CopyTextBatcher}). */
+const SLAB_BYTES = 1 << 20;
+/** Spare slabs a batcher keeps for reuse (more in flight at once are left to the GC). */
+const MAX_SPARE_SLABS = 24;
 
 /** A batch of COPY text rows (see the module comment); made by {@link CopyTextBatcher}. */
 export class CopyTextBatch implements CopiedRows {
@@ -28,12 +32,21 @@ export class CopyTextBatch implements CopiedRows {
   readonly #segments: Segments;
   /** Where each row starts in its segment's buffer. */
   readonly #rowStarts: readonly number[];
+  /** Gives the batch's buffers back for reuse (see {@link release}); null once released. */
+  #release: (() => void) | null;
 
-  constructor(columnCount: number, segments: Segments, rowStarts: readonly number[], longestRow: number) {
+  constructor(
+    columnCount: number,
+    segments: Segments,
+    rowStarts: readonly number[],
+    longestRow: number,
+    release: () => void = () => {},
+  ) {
     this.columnCount = columnCount;
     this.#segments = segments;
     this.#rowStarts = rowStarts;
     this.longestRow = longestRow;
+    this.#release = release;
     let bytes = 0;
     for (let k = 0; k < segments.buffers.length; k++)
       bytes += segments.bounds[2 * k + 1]! - segments.bounds[2 * k]!;
@@ -46,6 +59,7 @@ export class CopyTextBatch implements CopiedRows {
 
   /** Row `index` as a {@link CopyTextRow}. */
   row(index: number): CopyTextRow {
+    this.#checkNotReleased();
     const { firstRows } = this.#segments;
     let low = 0;
     let high = firstRows.length - 1;
@@ -58,6 +72,7 @@ export class CopyTextBatch implements CopiedRows {
   }
 
   *[Symbol.iterator](): Iterator<CopyTextRow> {
+    this.#checkNotReleased();
     const { firstRows } = this.#segments;
     for (let k = 0; k < firstRows.length; k++) {
       const last = k + 1 < firstRows.length ? firstRows[k + 1]! : this.#rowStarts.length;
@@ -71,8 +86,41 @@ export class CopyTextBatch implements CopiedRows {
    * not keep them past the call.
    */
   forEachSegment(visit: (buffer: Buffer, start: number, end: number) => void): void {
+    this.#checkNotReleased();
     const { buffers, bounds } = this.#segments;
     for (let k = 0; k < buffers.length; k++) visit(buffers[k]!, bounds[2 * k]!, bounds[2 * k + 1]!);
+  }
+
+  /** The same rows in memory of their own, for a sink that keeps rows past `writeRows`. */
+  detach(): CopyTextBatch {
+    this.#checkNotReleased();
+    const { buffers, bounds, firstRows } = this.#segments;
+    const copies: Buffer[] = [];
+    const starts = this.#rowStarts.slice();
+    for (let k = 0; k < buffers.length; k++) {
+      const start = bounds[2 * k]!;
+      copies.push(Buffer.from(buffers[k]!.subarray(start, bounds[2 * k + 1]!)));
+      const last = k + 1 < firstRows.length ? firstRows[k + 1]! : starts.length;
+      for (let i = firstRows[k]!; i < last; i++) starts[i] = starts[i]! - start;
+    }
+    const copiedBounds = copies.flatMap((copy) => [0, copy.length]);
+    const segments = { buffers: copies, bounds: copiedBounds, firstRows: firstRows.slice() };
+    return new CopyTextBatch(this.columnCount, segments, starts, this.longestRow);
+  }
+
+  /**
+   * The rows have been consumed: their memory may hold other rows from now on. The pipeline calls
+   * this once `Sink.writeRows` has settled; any later use of the batch throws.
+   */
+  release(): void {
+    const release = this.#release;
+    this.#release = null;
+    release?.();
+  }
+
+  #checkNotReleased(): void {
+    if (this.#release === null)
+      throw new Error('CopyTextBatch used after release(): copy rows kept past writeRows (detach())');
   }
 
   #row(segment: number, index: number): CopyTextRow {
@@ -98,8 +146,10 @@ interface Segments {
  *
  * Rows that arrived in one socket chunk are moved together over the 5-byte message headers
  * between them (`copyWithin`, in place: the chunk is ours, and only bytes already parsed are
- * overwritten), so a sink copies a chunk's rows in one call instead of one per row — per-row
- * `Buffer.copy` was a tenth of the copy's CPU.
+ * overwritten), then copied in one call into a slab of 1 MiB that batches hand back when
+ * released — per-row `Buffer.copy` was a tenth of the copy's CPU, and socket chunks kept by
+ * queued batches lived long enough to reach V8's old generation, where ~100 MB of dead chunks
+ * waited for a full collection.
  */
 export class CopyTextBatcher {
   readonly #columnCount: number;
@@ -112,6 +162,11 @@ export class CopyTextBatcher {
   #runEnd = 0;
   /** The start of a row whose end has not arrived yet. */
   #carry: Buffer | null = null;
+  /** The slab the next run goes to, the slabs of the batch being gathered, and spare slabs. */
+  #slab: Buffer | null = null;
+  #slabUsed = 0;
+  #batchSlabs: Buffer[] = [];
+  readonly #spareSlabs: Buffer[] = [];
 
   constructor(columnCount: number) {
     this.#columnCount = columnCount;
@@ -155,7 +210,20 @@ export class CopyTextBatcher {
   /** The rows gathered so far, as a batch; the next rows start a new one. */
   take(): CopyTextBatch {
     this.#closeRun();
-    const batch = new CopyTextBatch(this.#columnCount, this.#segments, this.#rowStarts, this.#longestRow);
+    const slabs = this.#batchSlabs;
+    const release = () => {
+      if (this.#spareSlabs.length + slabs.length <= MAX_SPARE_SLABS) this.#spareSlabs.push(...slabs);
+    };
+    const batch = new CopyTextBatch(
+      this.#columnCount,
+      this.#segments,
+      this.#rowStarts,
+      this.#longestRow,
+      release,
+    );
+    // A slab belongs to one batch, so that releasing it frees nothing a later batch still uses.
+    this.#batchSlabs = [];
+    this.#slab = null;
     this.#segments = { buffers: [], bounds: [], firstRows: [] };
     this.#rowStarts = [];
     this.#bytes = 0;
@@ -185,14 +253,32 @@ export class CopyTextBatcher {
     if (length - 1 > this.#longestRow) this.#longestRow = length - 1;
   }
 
-  /** Ends the segment being extended (its rows are all in place). */
+  /** Ends the segment being extended: its rows, now together, move to a slab. */
   #closeRun(): void {
     const buffer = this.#runBuffer;
     if (buffer === null) return;
+    this.#runBuffer = null;
     const segments = this.#segments;
     const first = segments.firstRows[segments.firstRows.length - 1]!;
-    segments.buffers.push(buffer);
-    segments.bounds.push(this.#rowStarts[first]!, this.#runEnd);
-    this.#runBuffer = null;
+    const start = this.#rowStarts[first]!;
+    const length = this.#runEnd - start;
+    if (length > SLAB_BYTES) {
+      // One huge row (joined from many chunks): already a buffer of its own.
+      segments.buffers.push(buffer);
+      segments.bounds.push(start, this.#runEnd);
+      return;
+    }
+    if (this.#slab === null || SLAB_BYTES - this.#slabUsed < length) {
+      this.#slab = this.#spareSlabs.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES);
+      this.#slabUsed = 0;
+      this.#batchSlabs.push(this.#slab);
+    }
+    buffer.copy(this.#slab, this.#slabUsed, start, this.#runEnd);
+    const shift = this.#slabUsed - start;
+    const starts = this.#rowStarts;
+    for (let i = first; i < starts.length; i++) starts[i] = starts[i]! + shift;
+    segments.buffers.push(this.#slab);
+    segments.bounds.push(this.#slabUsed, this.#slabUsed + length);
+    this.#slabUsed += length;
   }
 }

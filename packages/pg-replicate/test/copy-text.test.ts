@@ -234,6 +234,23 @@ describe('CopyTextBatcher', () => {
     expect(batches.flatMap(rawLines).join('')).toBe(STREAM.toString('utf8'));
   });
 
+  it('release() hands the memory to later rows; detach() keeps a copy that outlives it', () => {
+    const batcher = new CopyTextBatcher(3);
+    const payload = (r: string) => Buffer.from(`${r}\n`, 'utf8');
+    batcher.push(payload(STREAM_ROWS[0]!), 0, payload(STREAM_ROWS[0]!).length);
+    const first = batcher.take();
+    const kept = first.detach();
+    first.release();
+    expect(() => [...first]).toThrow(/after release/);
+    expect(() => first.forEachSegment(() => {})).toThrow(/after release/);
+    // The next batch reuses the released slab: the detached copy must not change.
+    for (const r of STREAM_ROWS.slice(1)) batcher.push(payload(r), 0, payload(r).length);
+    const second = batcher.take();
+    expect([...kept].map(values)).toEqual(STREAM_VALUES.slice(0, 1));
+    expect([...second].map(values)).toEqual(STREAM_VALUES.slice(1));
+    expect(rawLines(kept).join('')).toBe(`${STREAM_ROWS[0]}\n`);
+  });
+
   it('several rows in one payload', () => {
     expect(split([STREAM])).toEqual(STREAM_VALUES);
   });

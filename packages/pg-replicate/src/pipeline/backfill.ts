@@ -88,6 +88,7 @@ async function copyOne(
         continue;
       }
       await sink.writeRows(table, item);
+      item.release(); // its memory goes to the next rows: sinks keep copies, never the rows
       rows += item.length;
       options.stats.rowsCopied += item.length;
       options.onProgress({ type: 'copy-progress', table: key, rows });

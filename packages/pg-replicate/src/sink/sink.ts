@@ -124,6 +124,8 @@ export interface Sink {
   /**
    * Copied rows of the table, in batches. Need not be durable until `endCopy`. From the pipeline
    * the batch is a `CopyTextBatch`: sinks that store COPY text can take its bytes as they are.
+   * The rows are valid until the returned promise settles (their memory is reused for later rows):
+   * a sink that needs them longer keeps a copy (`batch.detach()`, or the values it extracted).
    */
   writeRows(table: TableSchema, rows: CopiedRows): Promise<void>;
 
