@@ -1,6 +1,6 @@
 /**
- * Copied rows as they came off the socket: a batch of `COPY … TO STDOUT` text rows kept as byte
- * ranges of the socket chunks they arrived in, with no object per row.
+ * Copied rows as they came off the socket: a batch of `COPY … TO STDOUT` text rows kept as runs
+ * of bytes (in reused slabs, see {@link CopyTextBatcher}), with no object per row.
  *
  * Why: at 700k rows/s, an object and a Buffer view per row cost more than the copy itself — a
  * quarter of the CPU went to garbage collection, and rows queued for the sink were promoted to
@@ -82,8 +82,8 @@ export class CopyTextBatch implements CopiedRows {
 
   /**
    * Calls `visit` with runs of whole rows, `buffer[start, end)` with every row's newline, in
-   * order — a few per socket read, not one per row. The buffers are the socket's: read them, do
-   * not keep them past the call.
+   * order — a few per socket read, not one per row. The buffers are reused once the batch is
+   * released: read them, do not keep them.
    */
   forEachSegment(visit: (buffer: Buffer, start: number, end: number) => void): void {
     this.#checkNotReleased();
@@ -263,7 +263,7 @@ export class CopyTextBatcher {
     const start = this.#rowStarts[first]!;
     const length = this.#runEnd - start;
     if (length > SLAB_BYTES) {
-      // One huge row (joined from many chunks): already a buffer of its own.
+      // Longer than a slab (a huge row, joined from many chunks): kept where it is.
       segments.buffers.push(buffer);
       segments.bounds.push(start, this.#runEnd);
       return;
