@@ -48,9 +48,11 @@ it('equals Postgres after a random workload during the copy, while streaming and
   const path = join(scratch.dir, 'workload.duckdb');
   let durable: Lsn = 0n;
   let streaming = false;
+  let copying = false;
   const onProgress = (event: ProgressEvent) => {
     if (event.type === 'changes' || event.type === 'advanced') durable = event.lsn;
     if (event.type === 'streaming') streaming = true;
+    if (event.type === 'copy-start') copying = true;
   };
 
   // Session 1: writes start as the copy starts, and go on while changes stream.
@@ -69,6 +71,9 @@ it('equals Postgres after a random workload during the copy, while streaming and
   session.catch((error: unknown) => {
     failed = error;
   });
+  // The writes begin once the copy has its snapshot: on a loaded machine they could otherwise all
+  // land before the slot exists, and nothing would stream (seen once, in CI beside the fault suite).
+  await waitFor(() => copying || failed !== null, 60_000, 'the copy to start');
   // No TRUNCATE until the copy is over (see the workload's comment).
   for (let i = 0; i < 250 && failed === null; i++) await db.sql(workload.transaction(r, streaming));
   const target = await currentLsn(db);
@@ -90,5 +95,7 @@ it('equals Postgres after a random workload during the copy, while streaming and
   expect(second.stats.rowsCopied).toBe(0);
   expect(second.stats.inserts + second.stats.updates + second.stats.deletes).toBeGreaterThan(200);
   const diffs = await expectEqualTables(db, path, workload.TABLES);
-  expect(diffs.every((diff) => diff.pgRows > 0)).toBe(true);
+  // Not vacuous: rows to compare (a late TRUNCATE may leave one table empty — legitimately).
+  expect(diffs.reduce((rows, diff) => rows + diff.pgRows, 0)).toBeGreaterThan(1000);
+  expect(diffs.filter((diff) => diff.pgRows > 0).length).toBeGreaterThanOrEqual(diffs.length - 1);
 });
