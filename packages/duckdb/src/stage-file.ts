@@ -77,26 +77,14 @@ export class StageFile {
 
   /** Every row of a COPY batch, byte for byte (COPY text is the staging format). */
   copyBatch(batch: CopyTextBatch): void {
-    batch.forEachSegment(this.#copySegment);
+    batch.forEachSegment(this.#appendSegment);
     this.rows += batch.length;
     if (batch.longestRow > this.longestLine) this.longestLine = batch.longestRow;
   }
 
-  /** `buffer[start, end)`: whole lines, newlines included. */
-  readonly #copySegment = (buffer: Buffer, start: number, end: number): void => {
-    const length = end - start;
-    if (length > CAPACITY - this.#used) {
-      this.flush();
-      if (length > CAPACITY) {
-        this.#write(buffer.subarray(start, end));
-        this.bytes += length;
-        return;
-      }
-    }
-    buffer.copy(this.#buffer, this.#used, start, end);
-    this.#used += length;
-    this.bytes += length;
-  };
+  /** {@link #append}, bound once (whole lines, newlines included). */
+  readonly #appendSegment = (buffer: Buffer, start: number, end: number): void =>
+    this.#append(buffer, start, end);
 
   /** Appends one field: NULL, or text escaped as COPY would. */
   field(text: string | null): void {
@@ -176,20 +164,26 @@ export class StageFile {
     this.bytes += written;
   }
 
+  /** Appends bytes of the line being written. */
   #put(bytes: Buffer): void {
-    if (bytes.length > CAPACITY - this.#used) {
+    this.#append(bytes, 0, bytes.length);
+    this.#lineBytes += bytes.length;
+  }
+
+  /** `buffer[start, end)` through the write buffer (straight to the file when larger than it). */
+  #append(buffer: Buffer, start: number, end: number): void {
+    const length = end - start;
+    if (length > CAPACITY - this.#used) {
       this.flush();
-      if (bytes.length > CAPACITY) {
-        this.#write(bytes);
-        this.#lineBytes += bytes.length;
-        this.bytes += bytes.length;
+      if (length > CAPACITY) {
+        this.#write(buffer.subarray(start, end));
+        this.bytes += length;
         return;
       }
     }
-    bytes.copy(this.#buffer, this.#used);
-    this.#used += bytes.length;
-    this.#lineBytes += bytes.length;
-    this.bytes += bytes.length;
+    buffer.copy(this.#buffer, this.#used, start, end);
+    this.#used += length;
+    this.bytes += length;
   }
 
   #byte(byte: number): void {
