@@ -75,8 +75,8 @@ export class CopyTextBatch implements CopiedRows {
     this.#checkNotReleased();
     const { firstRows } = this.#segments;
     for (let k = 0; k < firstRows.length; k++) {
-      const last = k + 1 < firstRows.length ? firstRows[k + 1]! : this.#rowStarts.length;
-      for (let i = firstRows[k]!; i < last; i++) yield this.#row(k, i);
+      const end = this.#rowsEnd(k);
+      for (let i = firstRows[k]!; i < end; i++) yield this.#row(k, i);
     }
   }
 
@@ -100,8 +100,8 @@ export class CopyTextBatch implements CopiedRows {
     for (let k = 0; k < buffers.length; k++) {
       const start = bounds[2 * k]!;
       copies.push(Buffer.from(buffers[k]!.subarray(start, bounds[2 * k + 1]!)));
-      const last = k + 1 < firstRows.length ? firstRows[k + 1]! : starts.length;
-      for (let i = firstRows[k]!; i < last; i++) starts[i] = starts[i]! - start;
+      const end = this.#rowsEnd(k);
+      for (let i = firstRows[k]!; i < end; i++) starts[i] = starts[i]! - start;
     }
     const copiedBounds = copies.flatMap((copy) => [0, copy.length]);
     const segments = { buffers: copies, bounds: copiedBounds, firstRows: firstRows.slice() };
@@ -124,11 +124,17 @@ export class CopyTextBatch implements CopiedRows {
   }
 
   #row(segment: number, index: number): CopyTextRow {
-    const { buffers, bounds, firstRows } = this.#segments;
-    const lastOfSegment =
-      segment + 1 < firstRows.length ? firstRows[segment + 1]! - 1 : this.#rowStarts.length - 1;
-    const end = index < lastOfSegment ? this.#rowStarts[index + 1]! - 1 : bounds[2 * segment + 1]! - 1;
+    const { buffers, bounds } = this.#segments;
+    // A row ends before the next row's start, the last of a segment before the segment's end.
+    const end =
+      index + 1 < this.#rowsEnd(segment) ? this.#rowStarts[index + 1]! - 1 : bounds[2 * segment + 1]! - 1;
     return new CopyTextRow(buffers[segment]!.subarray(this.#rowStarts[index]!, end), this.columnCount);
+  }
+
+  /** The index just past the last row of `segment`. */
+  #rowsEnd(segment: number): number {
+    const { firstRows } = this.#segments;
+    return segment + 1 < firstRows.length ? firstRows[segment + 1]! : this.#rowStarts.length;
   }
 }
 
