@@ -18,8 +18,11 @@ export interface CopiedRows extends Iterable<RowData> {
 const NEWLINE = 0x0a;
 /** Rows are kept in slabs of this size (see {@link CopyTextBatcher}). */
 const SLAB_BYTES = 1 << 20;
-/** Spare slabs a batcher keeps for reuse (more in flight at once are left to the GC). */
-const MAX_SPARE_SLABS = 24;
+/**
+ * Spare slabs a batcher keeps for reuse (more in flight at once are left to the GC). Each copy
+ * worker has its own batcher, and the copy queue bounds what is in flight, so a few suffice.
+ */
+const MAX_SPARE_SLABS = 4;
 
 /** A batch of COPY text rows (see the module comment); made by {@link CopyTextBatcher}. */
 export class CopyTextBatch implements CopiedRows {

@@ -47,13 +47,23 @@ export function copyStatement(table: TableSchema & { kind?: string }, where?: st
 /** A batch is handed over at this size even if it has fewer rows than asked (wide rows). */
 const BATCH_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Socket bytes read ahead of the batcher. Each 64 KiB socket chunk stays alive until its rows are
+ * batched, and when the sink is the slower side every copy worker holds its read-ahead plus the
+ * frames it is working through: at 4 MiB, four workers into DuckDB pinned ~40 MB of chunks. 1 MiB
+ * copies as fast (the sink, not the socket, sets the pace then).
+ */
+const READ_AHEAD_BYTES = 1024 * 1024;
+
 export async function* copyTable(
   client: pg.Client,
   table: TableSchema & { kind?: string },
   options: CopyTableOptions = {},
 ): AsyncGenerator<CopyTextBatch, void, undefined> {
   const batchRows = options.batchRows ?? 10_000;
-  const copy = new CopyStream(copyStatement(table, chunkCondition(options.chunk)));
+  const copy = new CopyStream(copyStatement(table, chunkCondition(options.chunk)), {
+    highWaterBytes: READ_AHEAD_BYTES,
+  });
   client.query(copy);
   const batcher = new CopyTextBatcher(table.columns.length);
   for (;;) {
