@@ -26,6 +26,19 @@ export interface OpenOptions {
  */
 export const ROW_GROUP_SIZE = 16_384;
 
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12 };
+for (const [i, unit] of ['kib', 'mib', 'gib', 'tib'].entries()) SIZE_UNITS[unit] = 1024 ** (i + 1);
+
+/** The smaller of two DuckDB sizes (`a` when either is not a plain size, e.g. `80%`). */
+export function smallerSize(a: string, b: string): string {
+  const bytes = (size: string) => {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(size);
+    const unit = SIZE_UNITS[(match?.[2] || 'b').toLowerCase()];
+    return match && unit !== undefined ? Number(match[1]) * unit : Number.NaN;
+  };
+  return bytes(b) < bytes(a) ? b : a;
+}
+
 /** The name the sink's file is attached under in its own session. */
 const CATALOG = 'replica';
 
@@ -37,6 +50,7 @@ export class DuckDbDatabase {
   readonly #instance: DuckDBInstance;
   readonly #connection: DuckDBConnection;
   #inTransaction = false;
+  #memoryLimit: string | undefined;
 
   private constructor(path: string, instance: DuckDBInstance, connection: DuckDBConnection) {
     this.path = path;
@@ -56,6 +70,9 @@ export class DuckDbDatabase {
       // Rows of a table have no order the sink promises (changelogs sort by LSN), and keeping the
       // order of an INSERT's rows makes DuckDB write them on one thread: loads ran 2× slower.
       preserve_insertion_order: 'false',
+      // Freed memory goes back to the system after every bulk release, not only past 512 MB (the
+      // default): copying 5M rows peaked ~70 MB lower, no slower.
+      allocator_bulk_deallocation_flush_threshold: '4MB',
     };
     if (options.threads !== undefined) config['threads'] = String(options.threads);
     if (options.memoryLimit !== undefined) config['memory_limit'] = options.memoryLimit;
@@ -74,6 +91,7 @@ export class DuckDbDatabase {
     }
     try {
       const database = new DuckDbDatabase(path, instance, connection);
+      database.#memoryLimit = options.memoryLimit;
       // Timestamps without a zone are UTC, as on the Postgres side of the pipeline.
       await database.run(`SET TimeZone = 'UTC'`, 'configuring the session');
       return database;
@@ -81,6 +99,13 @@ export class DuckDbDatabase {
       instance.closeSync();
       throw error instanceof PgReplicateError ? error : openError(error, path);
     }
+  }
+
+  /** Changes DuckDB's `memory_limit` (a no-op when it is already `limit`). */
+  async setMemoryLimit(limit: string): Promise<void> {
+    if (limit === this.#memoryLimit) return;
+    await this.run(`SET memory_limit = ${literal(limit)}`, 'setting the memory limit');
+    this.#memoryLimit = limit;
   }
 
   get inTransaction(): boolean {

@@ -38,7 +38,7 @@ import { maxLsn, PgReplicateError, tableKey } from 'pg-replicate';
 import { ChangeApplier, ResumedCopyIncompleteError } from './change-applier.js';
 import { type ChangelogMode, changelogName } from './changelog.js';
 import { CopyWriter } from './copy-writer.js';
-import { DuckDbDatabase } from './duckdb-database.js';
+import { DuckDbDatabase, smallerSize } from './duckdb-database.js';
 import { qualified } from './sql.js';
 import { StageFile } from './stage-file.js';
 import { StateStore } from './state-store.js';
@@ -68,11 +68,20 @@ export interface DuckDbSinkOptions {
   threads?: number;
   /** DuckDB `memory_limit` of the sink (default `256MB`; what does not fit spills to `<path>.tmp`). */
   memoryLimit?: string;
+  /**
+   * DuckDB `memory_limit` while the sink copies a table (default `64MB`, never above
+   * `memoryLimit`). A copy only appends, but DuckDB keeps the blocks it writes cached up to its
+   * limit: copying 5M rows peaked at 560 MB RSS under 256 MB and 280 MB under 64 MB, as fast.
+   * Changes, and resumed copies (which replace rows by key), run under `memoryLimit`.
+   */
+  copyMemoryLimit?: string;
   /** Directory for staging files (default: the OS temp directory). */
   stagingDir?: string;
 }
 
 const STAGING_PREFIX = 'pg-replicate-duckdb-';
+const MEMORY_LIMIT = '256MB';
+const COPY_MEMORY_LIMIT = '64MB';
 
 /** Removes staging directories left by sinks whose process is gone (killed before `close`). */
 function removeAbandonedStaging(root: string): void {
@@ -157,7 +166,7 @@ export class DuckDbSink implements Sink {
     const options = this.#options;
     const db = await DuckDbDatabase.open(options.path, {
       threads: options.threads ?? Math.min(4, Math.max(2, availableParallelism() - 1)),
-      memoryLimit: options.memoryLimit ?? '256MB',
+      memoryLimit: options.memoryLimit ?? MEMORY_LIMIT,
     });
     try {
       const stagingRoot = options.stagingDir ?? tmpdir();
@@ -267,6 +276,7 @@ export class DuckDbSink implements Sink {
         if (recorded !== null) this.#copies.set(key, recorded);
         else this.#copies.delete(key);
       }
+      await db.setMemoryLimit(resume === null ? this.#copyMemoryLimit() : this.#memoryLimit());
       copier.begin({
         plan,
         snapshotLsn,
@@ -316,6 +326,7 @@ export class DuckDbSink implements Sink {
     }
     try {
       await this.#guard(async () => {
+        await db.setMemoryLimit(this.#memoryLimit());
         await db.begin();
         await applier.apply(batch.events);
         if (batch.commit) {
@@ -381,6 +392,14 @@ export class DuckDbSink implements Sink {
             cause: error,
           });
     }
+  }
+
+  #memoryLimit(): string {
+    return this.#options.memoryLimit ?? MEMORY_LIMIT;
+  }
+
+  #copyMemoryLimit(): string {
+    return smallerSize(this.#options.copyMemoryLimit ?? COPY_MEMORY_LIMIT, this.#memoryLimit());
   }
 
   #require(): OpenState {

@@ -2,6 +2,7 @@
  * The DuckDB sink end to end: real Postgres, the real pipeline, a real DuckDB file; every test
  * ends by comparing the tables on both sides value for value.
  */
+import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -204,6 +205,36 @@ describe('DuckDB sink', () => {
       code: 'SINK_ERROR',
       message: expect.stringMatching(/column "grid" of "public"."odd".*multi-dimensional/),
     });
+  });
+
+  it('copies under copyMemoryLimit and applies changes under memoryLimit', async () => {
+    // 8MB holds a load of a few rows, not a batch of 10 MB of changes (checked below).
+    const limits = { copyMemoryLimit: '8MB', memoryLimit: '256MB' };
+    await db.sql(`
+      CREATE TABLE roomy (id int PRIMARY KEY, t text);
+      CREATE TABLE later (id int PRIMARY KEY);
+      INSERT INTO roomy VALUES (1, 'a'), (2, 'b');
+      INSERT INTO later VALUES (1);
+      CREATE PUBLICATION pub_roomy FOR TABLE roomy;`);
+    const path = join(scratch.dir, 'roomy.duckdb');
+    const options = { publication: 'pub_roomy', slot: 'slot_roomy', batchMaxRows: 10_000 };
+    await replicate(db, { ...options, sink: { path, ...limits } });
+    await db.sql(`
+      INSERT INTO roomy SELECT g, repeat(md5(g::text), 32) FROM generate_series(3, 20000) g;
+      ALTER PUBLICATION pub_roomy ADD TABLE later;`);
+
+    // This run copies "later" first (under 8MB), then applies the 20 MB of changes.
+    const tight = join(scratch.dir, 'roomy-tight.duckdb');
+    await copyFile(path, tight);
+    await expect(
+      replicate(db, { ...options, sink: { path: tight, memoryLimit: '8MB' } }),
+    ).rejects.toMatchObject({ code: 'SINK_ERROR', message: expect.stringMatching(/Out of Memory/) });
+    await replicate(db, { ...options, sink: { path, ...limits } });
+    await expectEqualTables(db, path, ['public.roomy', 'public.later']);
+    // And copies are held to copyMemoryLimit: 20 MB of rows do not load under 8MB.
+    await expect(
+      replicate(db, { publication: 'pub_roomy', mode: 'copy', sink: { path: tight, ...limits } }),
+    ).rejects.toMatchObject({ code: 'SINK_ERROR', message: expect.stringMatching(/Out of Memory/) });
   });
 
   it('rolls back a transaction left open by a batch without commit when closed', async () => {

@@ -11,6 +11,7 @@ import { unescapeCopyText } from '../../pg-replicate/src/row.js';
 import { TypeRegistry } from '../../pg-replicate/src/types/type-registry.js';
 import { splitArrayText } from '../src/array-text.js';
 import { ChangeCollapser, type KeyedEntry } from '../src/change-collapser.js';
+import { smallerSize } from '../src/duckdb-database.js';
 import { escapeCopyText, StageFile } from '../src/stage-file.js';
 import { rowIdentity } from '../src/table-plan.js';
 import { mapColumn, UnrepresentableValueError } from '../src/type-mapping.js';
@@ -224,5 +225,18 @@ describe('type mapping', () => {
     const interval = map(1186);
     expect(interval.prepare!('1 year 2 mons -3 days +04:05:06.000007')).toBe('14 -3 14706000007');
     expect(() => interval.prepare!('infinity')).toThrow(/infinity/);
+  });
+});
+
+describe('smallerSize', () => {
+  it('compares DuckDB sizes across units, keeping the first when either is not a plain size', () => {
+    expect(smallerSize('64MB', '256MB')).toBe('64MB');
+    expect(smallerSize('64MB', '32MB')).toBe('32MB');
+    expect(smallerSize('64MB', '1GB')).toBe('64MB');
+    expect(smallerSize('64MB', '61MiB')).toBe('61MiB'); // 63.96 MB
+    expect(smallerSize('64MB', '62 MiB')).toBe('64MB'); // 65.01 MB
+    expect(smallerSize('64MB', '0.05GB')).toBe('0.05GB');
+    expect(smallerSize('64MB', '80%')).toBe('64MB');
+    expect(smallerSize('64MB', '1000000')).toBe('1000000'); // bytes
   });
 });
