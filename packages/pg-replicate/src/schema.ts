@@ -33,9 +33,17 @@ export interface TableSchema {
   readonly estimatedRows?: number;
 }
 
+const tableKeys = new WeakMap<object, string>();
+
 /** `"schema"."name"`: a key that is unambiguous even when names contain dots or quotes. */
 export function tableKey(table: { readonly schema: string; readonly name: string }): string {
-  return `${quote(table.schema)}.${quote(table.name)}`;
+  // Sinks look tables up by key for every change: built once per (immutable) schema object.
+  let key = tableKeys.get(table);
+  if (key === undefined) {
+    key = `${quote(table.schema)}.${quote(table.name)}`;
+    tableKeys.set(table, key);
+  }
+  return key;
 }
 
 function quote(name: string): string {
