@@ -39,6 +39,19 @@ export function smallerSize(a: string, b: string): string {
   return bytes(b) < bytes(a) ? b : a;
 }
 
+/**
+ * DuckDB settings that differ between copying a table and applying changes (see `DuckDbSink`).
+ */
+export interface PhaseSettings {
+  memoryLimit: string;
+  /**
+   * Keep the order of an INSERT's rows. Rows of a table have no order the sink promises
+   * (changelogs sort by LSN), but keeping it makes DuckDB load on one thread: copies ran 2× slower
+   * with it; change batches (10,000 rows) ran 20% faster with it.
+   */
+  preserveInsertionOrder: boolean;
+}
+
 /** The name the sink's file is attached under in its own session. */
 const CATALOG = 'replica';
 
@@ -50,7 +63,7 @@ export class DuckDbDatabase {
   readonly #instance: DuckDBInstance;
   readonly #connection: DuckDBConnection;
   #inTransaction = false;
-  #memoryLimit: string | undefined;
+  #settings: Partial<PhaseSettings> = {};
 
   private constructor(path: string, instance: DuckDBInstance, connection: DuckDBConnection) {
     this.path = path;
@@ -67,9 +80,6 @@ export class DuckDbDatabase {
     // What does not fit in memory spills beside the file, as when DuckDB opens the file itself.
     const config: Record<string, string> = {
       temp_directory: `${path}.tmp`,
-      // Rows of a table have no order the sink promises (changelogs sort by LSN), and keeping the
-      // order of an INSERT's rows makes DuckDB write them on one thread: loads ran 2× slower.
-      preserve_insertion_order: 'false',
       // Freed memory goes back to the system after every bulk release, not only past 512 MB (the
       // default): copying 5M rows peaked ~70 MB lower, no slower.
       allocator_bulk_deallocation_flush_threshold: '4MB',
@@ -91,7 +101,7 @@ export class DuckDbDatabase {
     }
     try {
       const database = new DuckDbDatabase(path, instance, connection);
-      database.#memoryLimit = options.memoryLimit;
+      database.#settings = { memoryLimit: options.memoryLimit, preserveInsertionOrder: true };
       // Timestamps without a zone are UTC, as on the Postgres side of the pipeline.
       await database.run(`SET TimeZone = 'UTC'`, 'configuring the session');
       return database;
@@ -101,11 +111,14 @@ export class DuckDbDatabase {
     }
   }
 
-  /** Changes DuckDB's `memory_limit` (a no-op when it is already `limit`). */
-  async setMemoryLimit(limit: string): Promise<void> {
-    if (limit === this.#memoryLimit) return;
-    await this.run(`SET memory_limit = ${literal(limit)}`, 'setting the memory limit');
-    this.#memoryLimit = limit;
+  /** Applies the settings of a phase, running `SET` only for those that change. */
+  async configure(settings: PhaseSettings): Promise<void> {
+    const { memoryLimit, preserveInsertionOrder } = settings;
+    if (memoryLimit !== this.#settings.memoryLimit)
+      await this.run(`SET memory_limit = ${literal(memoryLimit)}`, 'setting the memory limit');
+    if (preserveInsertionOrder !== this.#settings.preserveInsertionOrder)
+      await this.run(`SET preserve_insertion_order = ${preserveInsertionOrder}`, 'configuring loads');
+    this.#settings = { ...settings };
   }
 
   get inTransaction(): boolean {

@@ -276,7 +276,10 @@ export class DuckDbSink implements Sink {
         if (recorded !== null) this.#copies.set(key, recorded);
         else this.#copies.delete(key);
       }
-      await db.setMemoryLimit(resume === null ? this.#copyMemoryLimit() : this.#memoryLimit());
+      await db.configure({
+        memoryLimit: resume === null ? this.#copyMemoryLimit() : this.#memoryLimit(),
+        preserveInsertionOrder: false,
+      });
       copier.begin({
         plan,
         snapshotLsn,
@@ -326,7 +329,7 @@ export class DuckDbSink implements Sink {
     }
     try {
       await this.#guard(async () => {
-        await db.setMemoryLimit(this.#memoryLimit());
+        await db.configure({ memoryLimit: this.#memoryLimit(), preserveInsertionOrder: true });
         await db.begin();
         await applier.apply(batch.events);
         if (batch.commit) {
