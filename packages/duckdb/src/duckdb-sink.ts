@@ -71,7 +71,7 @@ export interface DuckDbSinkOptions {
   /**
    * DuckDB `memory_limit` while the sink copies a table (default `64MB`, never above
    * `memoryLimit`). A copy only appends, but DuckDB keeps the blocks it writes cached up to its
-   * limit: copying 5M rows peaked at 560 MB RSS under 256 MB and 280 MB under 64 MB, as fast.
+   * limit: copying 5M rows peaked at ~560 MB RSS under 256 MB and 290–330 MB under 64 MB, as fast.
    * Changes, and resumed copies (which replace rows by key), run under `memoryLimit`.
    */
   copyMemoryLimit?: string;
