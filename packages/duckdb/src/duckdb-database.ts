@@ -63,12 +63,19 @@ export class DuckDbDatabase {
   readonly #instance: DuckDBInstance;
   readonly #connection: DuckDBConnection;
   #inTransaction = false;
-  #settings: Partial<PhaseSettings> = {};
+  /** The settings DuckDB runs with now (DuckDB's own default when unset). */
+  #settings: Partial<PhaseSettings>;
 
-  private constructor(path: string, instance: DuckDBInstance, connection: DuckDBConnection) {
+  private constructor(
+    path: string,
+    instance: DuckDBInstance,
+    connection: DuckDBConnection,
+    memoryLimit: string | undefined,
+  ) {
     this.path = path;
     this.#instance = instance;
     this.#connection = connection;
+    this.#settings = { memoryLimit, preserveInsertionOrder: true };
   }
 
   /**
@@ -100,8 +107,7 @@ export class DuckDbDatabase {
       throw openError(error, path);
     }
     try {
-      const database = new DuckDbDatabase(path, instance, connection);
-      database.#settings = { memoryLimit: options.memoryLimit, preserveInsertionOrder: true };
+      const database = new DuckDbDatabase(path, instance, connection, options.memoryLimit);
       // Timestamps without a zone are UTC, as on the Postgres side of the pipeline.
       await database.run(`SET TimeZone = 'UTC'`, 'configuring the session');
       return database;

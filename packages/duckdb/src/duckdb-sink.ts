@@ -166,7 +166,7 @@ export class DuckDbSink implements Sink {
     const options = this.#options;
     const db = await DuckDbDatabase.open(options.path, {
       threads: options.threads ?? Math.min(4, Math.max(2, availableParallelism() - 1)),
-      memoryLimit: options.memoryLimit ?? MEMORY_LIMIT,
+      memoryLimit: this.#memoryLimit(),
     });
     try {
       const stagingRoot = options.stagingDir ?? tmpdir();
