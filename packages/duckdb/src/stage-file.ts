@@ -39,8 +39,10 @@ export function escapeCopyText(text: string): string {
 export class StageFile {
   readonly path: string;
   #fd: number | null = null;
-  /** Where the next write goes (the file is truncated, not reopened, for each batch). */
+  /** Where the next write goes (the file is overwritten, not reopened, for each batch). */
   #position = 0;
+  /** How long the file is: a batch shorter than the last one cuts off the rest at `flush`. */
+  #fileLength = 0;
   readonly #buffer = Buffer.allocUnsafe(CAPACITY);
   #used = 0;
   #fieldsInRow = 0;
@@ -56,10 +58,13 @@ export class StageFile {
     this.path = path;
   }
 
-  /** Empties the file for the next batch. */
+  /**
+   * Starts the next batch at the beginning of the file. The old bytes are overwritten rather than
+   * truncated first: on ext4, truncating a file to zero and writing it again makes the kernel
+   * write it out early (`auto_da_alloc`) — 6 ms per 10,000-row batch, 6% of a CDC run.
+   */
   reset(): void {
-    if (this.#fd === null) this.#fd = openSync(this.path, 'w');
-    else ftruncateSync(this.#fd, 0);
+    this.#fd ??= openSync(this.path, 'w');
     this.#position = 0;
     this.#used = 0;
     this.#fieldsInRow = 0;
@@ -123,11 +128,13 @@ export class StageFile {
     this.rows++;
   }
 
-  /** Writes out what is buffered, so DuckDB sees every row. */
+  /** Writes out what is buffered and cuts off what an earlier, longer batch left: DuckDB sees this batch. */
   flush(): void {
-    if (this.#used === 0) return;
-    this.#write(this.#buffer.subarray(0, this.#used));
-    this.#used = 0;
+    this.#drain();
+    if (this.#fileLength > this.#position) {
+      ftruncateSync(this.#fd!, this.#position);
+      this.#fileLength = this.#position;
+    }
   }
 
   /**
@@ -145,6 +152,7 @@ export class StageFile {
     if (this.#fd !== null) {
       closeSync(this.#fd);
       this.#fd = null;
+      this.#fileLength = 0;
     }
     rmSync(this.path, { force: true });
   }
@@ -156,7 +164,7 @@ export class StageFile {
         this.#put(Buffer.from(text, 'utf8'));
         return;
       }
-      this.flush();
+      this.#drain();
     }
     const written = this.#buffer.write(text, this.#used, 'utf8');
     this.#used += written;
@@ -174,7 +182,7 @@ export class StageFile {
   #append(buffer: Buffer, start: number, end: number): void {
     const length = end - start;
     if (length > CAPACITY - this.#used) {
-      this.flush();
+      this.#drain();
       if (length > CAPACITY) {
         this.#write(buffer.subarray(start, end));
         this.bytes += length;
@@ -187,19 +195,27 @@ export class StageFile {
   }
 
   #byte(byte: number): void {
-    if (this.#used === CAPACITY) this.flush();
+    if (this.#used === CAPACITY) this.#drain();
     this.#buffer[this.#used++] = byte;
     this.#lineBytes++;
     this.bytes++;
   }
 
+  /** Writes the buffer out. */
+  #drain(): void {
+    if (this.#used === 0) return;
+    this.#write(this.#buffer.subarray(0, this.#used));
+    this.#used = 0;
+  }
+
   #write(bytes: Buffer): void {
-    if (this.#fd === null) this.#fd = openSync(this.path, 'w');
+    this.#fd ??= openSync(this.path, 'w');
     let offset = 0;
     while (offset < bytes.length) {
       const written = writeSync(this.#fd, bytes, offset, bytes.length - offset, this.#position);
       offset += written;
       this.#position += written;
     }
+    if (this.#position > this.#fileLength) this.#fileLength = this.#position;
   }
 }

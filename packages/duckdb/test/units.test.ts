@@ -124,6 +124,32 @@ describe('StageFile', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  it('holds only the last batch, shorter or longer than the one before (the file is overwritten in place)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stage-file-'));
+    const path = join(dir, 'stage.tsv');
+    try {
+      const stage = new StageFile(path);
+      const batch = (rows: number, text: string) => {
+        stage.reset();
+        for (let i = 0; i < rows; i++) {
+          stage.plainField(`${i}`);
+          stage.field(text);
+          stage.endRow();
+        }
+        stage.flush();
+        return readFileSync(path, 'utf8');
+      };
+      expect(batch(3, 'long value')).toBe('0\tlong value\n1\tlong value\n2\tlong value\n');
+      expect(batch(1, 'x')).toBe('0\tx\n');
+      // Larger than the 1 MiB write buffer, then small again.
+      const big = 'y'.repeat(1000);
+      expect(batch(2000, big).length).toBe(2000 * (big.length + 2) + 6890); // 6890 digits of 0…1999
+      expect(batch(2, 'z')).toBe('0\tz\n1\tz\n');
+      stage.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('escapeCopyText', () => {
