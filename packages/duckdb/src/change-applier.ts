@@ -10,13 +10,16 @@
  *   final rows                           → INSERT … SELECT the staged rows
  *
  * so a batch of 10 000 changes costs a few statements, not 10 000.
+ *
+ * Staging (collapse, files) needs no DuckDB, so a batch without cuts is staged in one go by
+ * {@link ChangeApplier.stage} — on the main thread, while DuckDB may still be applying the batch
+ * before on its own threads — and only its statements wait their turn ({@link ChangeApplier.applyStaged}).
  */
 import {
   type ChangeEvent,
   type Lsn,
   PgReplicateError,
   type RowChangeEvent,
-  type RowData,
   type TableSchema,
   type TruncateEvent,
   tableKey,
@@ -25,19 +28,48 @@ import { ChangeCollapser, MergedRow, type Texts, UnappliableChangeError } from '
 import { changelogInsertSql, changelogStagedNames, stageChangelog } from './changelog.js';
 import { runConverting } from './conversion-errors.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
-import type { StageFile } from './stage-file.js';
+import type { StageFile, StageFilePool } from './stage-file.js';
 import { stageRowFields } from './stage-rows.js';
 import type { TableCatalog } from './table-catalog.js';
 import type { TablePlan } from './table-plan.js';
 import { fromStaged } from './type-mapping.js';
 
-/** What is pending for one table since the last cut. */
+/** What one table collected since the last cut. */
 interface Pending {
   readonly plan: TablePlan;
   readonly collapser: ChangeCollapser;
   readonly changelog: (RowChangeEvent | TruncateEvent)[];
   /** Some of the changes are replayed over a resumed copy (see `setReplayWindow`). */
   replayed: boolean;
+}
+
+/** Changes collected per table between two cuts (one map per staging, never shared by batches). */
+type Run = Map<TableSchema, Pending>;
+
+/** One table's share of a staged batch: its staging file, and what the statements need to know. */
+type Step =
+  | {
+      readonly kind: 'keyed';
+      readonly plan: TablePlan;
+      readonly file: StageFile;
+      readonly keyColumns: readonly number[];
+      readonly deletes: number;
+      readonly writes: number;
+      readonly masked: number;
+      readonly replayed: boolean;
+    }
+  | {
+      readonly kind: 'counted';
+      readonly plan: TablePlan;
+      readonly file: StageFile;
+      readonly removes: number;
+      readonly adds: number;
+    }
+  | { readonly kind: 'append' | 'changelog'; readonly plan: TablePlan; readonly file: StageFile };
+
+/** Row changes collapsed and written to staging files: only the SQL is left to run. */
+export class StagedChanges {
+  constructor(readonly steps: readonly Step[]) {}
 }
 
 /**
@@ -59,50 +91,80 @@ const ROWS_TABLE = '_pg_replicate_rows';
 export class ChangeApplier {
   readonly #db: DuckDbDatabase;
   readonly #catalog: TableCatalog;
-  readonly #stage: StageFile;
-  readonly #pending = new Map<TableSchema, Pending>();
+  readonly #files: StageFilePool;
   /** Tables this transaction deleted rows from (their schema changes need a rebuild). */
   readonly #deletedFrom = new Set<string>();
   /** By table key: changes up to this LSN may already be in the table (after a resumed copy). */
   readonly #replayUntil = new Map<string, Lsn>();
 
-  constructor(db: DuckDbDatabase, catalog: TableCatalog, stage: StageFile) {
+  constructor(db: DuckDbDatabase, catalog: TableCatalog, files: StageFilePool) {
     this.#db = db;
     this.#catalog = catalog;
-    this.#stage = stage;
+    this.#files = files;
   }
 
-  /** Applies `events` in order (the caller owns the transaction). */
+  /**
+   * Collapses and stages a batch without touching DuckDB — so it can be done while DuckDB still
+   * applies the batch before it. Null when the batch must go through {@link apply} instead: it
+   * truncates or changes a schema (cuts that need DuckDB in between), or it changes a table
+   * whose plan is not built yet.
+   */
+  stage(events: readonly ChangeEvent[]): StagedChanges | null {
+    for (const event of events) {
+      if (event.op === 'truncate' || event.op === 'schema') return null;
+      if (this.#catalog.knownPlan(event.table) === undefined) return null;
+    }
+    const run: Run = new Map();
+    for (const event of events) {
+      const row = event as RowChangeEvent;
+      this.#collect(run, this.#catalog.knownPlan(row.table)!, row);
+    }
+    return this.#stageRun(run);
+  }
+
+  /** Runs the statements of a staged batch (the caller owns the transaction). */
+  async applyStaged(staged: StagedChanges): Promise<void> {
+    try {
+      for (const step of staged.steps) {
+        if (step.kind === 'keyed') await this.#applyKeyed(step);
+        else if (step.kind === 'counted') await this.#applyCounted(step);
+        else if (step.kind === 'append') await this.#applyInserts(step.plan, step.file);
+        else await this.#writeChangelog(step.plan, step.file);
+      }
+    } finally {
+      this.discard(staged);
+    }
+  }
+
+  /** Gives back the files of a staged batch that will not be applied. */
+  discard(staged: StagedChanges): void {
+    for (const step of staged.steps) this.#files.release(step.file);
+  }
+
+  /** Applies `events` in order (the caller owns the transaction), staging between the cuts. */
   async apply(events: readonly ChangeEvent[]): Promise<void> {
+    let run: Run = new Map();
     for (const event of events) {
       switch (event.op) {
         case 'insert':
         case 'update':
-        case 'delete': {
-          const pending = await this.#pendingFor(event.table);
-          const until = this.#replayUntil.get(tableKey(event.table));
-          const replayed = until !== undefined && event.lsn <= until;
-          if (replayed) pending.replayed = true;
-          try {
-            if (this.#catalog.materialized) pending.collapser.add(event, replayed);
-          } catch (error) {
-            throw unappliable(pending.plan, error);
-          }
-          if (this.#catalog.changelog) pending.changelog.push(event);
+        case 'delete':
+          this.#collect(run, run.get(event.table)?.plan ?? (await this.#plan(event.table)), event);
           break;
-        }
         case 'truncate':
-          await this.#flush();
+          await this.applyStaged(this.#stageRun(run));
+          run = new Map();
           for (const table of event.tables) await this.#truncate(table, event);
           break;
         case 'schema':
           // Rows before the change are written in the old shape, rows after it in the new one.
-          await this.#flush();
+          await this.applyStaged(this.#stageRun(run));
+          run = new Map();
           await this.#plan(event.table);
           break;
       }
     }
-    await this.#flush();
+    await this.applyStaged(this.#stageRun(run));
   }
 
   /** Up to which LSN changes of the table may already be in it (see {@link setReplayWindow}). */
@@ -121,14 +183,22 @@ export class ChangeApplier {
     this.#deletedFrom.clear();
   }
 
-  async #pendingFor(table: TableSchema): Promise<Pending> {
-    let pending = this.#pending.get(table);
+  /** Adds a row change to its table's share of the run. */
+  #collect(run: Run, plan: TablePlan, event: RowChangeEvent): void {
+    let pending = run.get(event.table);
     if (pending === undefined) {
-      const plan = await this.#plan(table);
       pending = { plan, collapser: new ChangeCollapser(plan.identity), changelog: [], replayed: false };
-      this.#pending.set(table, pending);
+      run.set(event.table, pending);
     }
-    return pending;
+    const until = this.#replayUntil.get(plan.key);
+    const replayed = until !== undefined && event.lsn <= until;
+    if (replayed) pending.replayed = true;
+    try {
+      if (this.#catalog.materialized) pending.collapser.add(event, replayed);
+    } catch (error) {
+      throw unappliable(plan, error);
+    }
+    if (this.#catalog.changelog) pending.changelog.push(event);
   }
 
   #plan(table: TableSchema): Promise<TablePlan> {
@@ -140,67 +210,105 @@ export class ChangeApplier {
     if (this.#catalog.materialized)
       await this.#db.run(`DELETE FROM ${plan.target}`, `truncating ${plan.key}`);
     if (this.#catalog.changelog) {
-      this.#stage.reset();
-      stageChangelog(this.#stage, plan, [event]);
-      await this.#writeChangelog(plan);
+      const file = this.#files.take();
+      stageChangelog(file, plan, [event]);
+      file.flush();
+      await this.applyStaged(new StagedChanges([{ kind: 'changelog', plan, file }]));
     }
   }
 
-  /** Applies everything pending, table by table. */
-  async #flush(): Promise<void> {
-    for (const pending of this.#pending.values()) {
-      const { plan, collapser } = pending;
-      if (collapser.size > 0) {
-        if (plan.identity.kind === 'key')
-          await this.#applyKeyed(plan, collapser, plan.identity.columns, pending.replayed);
-        else if (plan.identity.kind === 'row') await this.#applyCounted(plan, collapser);
-        else await this.#applyInserts(plan, collapser.inserts);
+  /** Stages everything the run collected, table by table. */
+  #stageRun(run: Run): StagedChanges {
+    const steps: Step[] = [];
+    try {
+      for (const { plan, collapser, changelog, replayed } of run.values()) {
+        if (collapser.size > 0) {
+          const file = this.#files.take();
+          steps.push(this.#stageTable(plan, collapser, file, replayed));
+          if (file.rows === 0) {
+            steps.pop();
+            this.#files.release(file);
+          }
+        }
+        if (changelog.length > 0) {
+          const file = this.#files.take();
+          steps.push({ kind: 'changelog', plan, file });
+          stageChangelog(file, plan, changelog);
+        }
       }
-      if (pending.changelog.length > 0) {
-        this.#stage.reset();
-        stageChangelog(this.#stage, plan, pending.changelog);
-        await this.#writeChangelog(plan);
-      }
+    } catch (error) {
+      this.discard(new StagedChanges(steps));
+      throw error;
     }
-    this.#pending.clear();
+    for (const step of steps) step.file.flush();
+    return new StagedChanges(steps);
   }
 
-  async #applyKeyed(
+  #stageTable(plan: TablePlan, collapser: ChangeCollapser, file: StageFile, replayed: boolean): Step {
+    const identity = plan.identity;
+    if (identity.kind === 'key') return this.#stageKeyed(plan, collapser, identity.columns, file, replayed);
+    if (identity.kind === 'row') return this.#stageCounted(plan, collapser, file);
+    for (const row of collapser.inserts) {
+      file.plainField('1');
+      stageRowFields(file, plan, row);
+      file.endRow();
+    }
+    return { kind: 'append', plan, file };
+  }
+
+  #stageKeyed(
     plan: TablePlan,
     collapser: ChangeCollapser,
     keyColumns: readonly number[],
+    file: StageFile,
     replayed: boolean,
-  ): Promise<void> {
-    const stage = this.#stage;
-    stage.reset();
+  ): Step {
     let deletes = 0;
     let writes = 0;
     let masked = 0;
     const width = plan.columns.length;
     for (const entry of collapser.keyedEntries) {
       if (!entry.deleteExisting && entry.row === null) continue; // inserted and deleted within the run
-      stage.plainField(entry.deleteExisting ? '1' : '0');
-      stage.plainField(entry.row === null ? '0' : '1');
-      if (entry.unchanged === null) stage.field(null);
-      else stage.plainField(Array.from(entry.unchanged, (flag) => (flag === 1 ? '1' : '0')).join(''));
+      file.plainField(entry.deleteExisting ? '1' : '0');
+      file.plainField(entry.row === null ? '0' : '1');
+      if (entry.unchanged === null) file.field(null);
+      else file.plainField(Array.from(entry.unchanged, (flag) => (flag === 1 ? '1' : '0')).join(''));
       if (entry.row === null) {
         const row: Texts = new Array(width).fill(null);
         keyColumns.forEach((column, j) => {
           row[column] = entry.key[j] ?? null;
         });
-        this.#stageRow(plan, new MergedRow(row));
+        stageRowFields(file, plan, new MergedRow(row));
       } else {
-        this.#stageRow(plan, entry.row);
+        stageRowFields(file, plan, entry.row);
       }
-      for (let j = 0; j < keyColumns.length; j++) stage.field(entry.origin?.[j] ?? null);
-      stage.endRow();
+      for (let j = 0; j < keyColumns.length; j++) file.field(entry.origin?.[j] ?? null);
+      file.endRow();
       if (entry.deleteExisting) deletes++;
       if (entry.row !== null) writes++;
       if (entry.unchanged !== null) masked++;
     }
-    collapser.clear();
-    if (stage.rows === 0) return;
-    stage.flush();
+    return { kind: 'keyed', plan, file, keyColumns, deletes, writes, masked, replayed };
+  }
+
+  /** Multiset tables: each distinct row with the number of copies to add or remove. */
+  #stageCounted(plan: TablePlan, collapser: ChangeCollapser, file: StageFile): Step {
+    let removes = 0;
+    let adds = 0;
+    for (const { row, count } of collapser.rowCounts) {
+      if (count === 0) continue;
+      file.plainField(count > 0 ? '1' : '0');
+      file.plainField(String(Math.abs(count)));
+      stageRowFields(file, plan, new MergedRow(row));
+      file.endRow();
+      if (count > 0) adds++;
+      else removes++;
+    }
+    return { kind: 'counted', plan, file, removes, adds };
+  }
+
+  async #applyKeyed(step: Extract<Step, { kind: 'keyed' }>): Promise<void> {
+    const { plan, file, keyColumns, deletes, writes, masked, replayed } = step;
     const names = [
       '_d',
       '_w',
@@ -208,7 +316,7 @@ export class ChangeApplier {
       ...plan.columns.map((_, i) => `c${i}`),
       ...keyColumns.map((_, j) => `o${j}`),
     ];
-    const read = stage.readSql(names);
+    const read = file.readSql(names);
     const convert = (column: number, expr: string) => fromStaged(plan.columns[column]!.mapping, expr);
     const what = `applying changes to ${plan.key}`;
     if (masked > 0) {
@@ -267,24 +375,9 @@ export class ChangeApplier {
   }
 
   /** Multiset tables: remove |count| copies of rows with a negative count, add copies of the others. */
-  async #applyCounted(plan: TablePlan, collapser: ChangeCollapser): Promise<void> {
-    const stage = this.#stage;
-    stage.reset();
-    let removes = 0;
-    let adds = 0;
-    for (const { row, count } of collapser.rowCounts) {
-      if (count === 0) continue;
-      stage.plainField(count > 0 ? '1' : '0');
-      stage.plainField(String(Math.abs(count)));
-      this.#stageRow(plan, new MergedRow(row));
-      stage.endRow();
-      if (count > 0) adds++;
-      else removes++;
-    }
-    collapser.clear();
-    if (stage.rows === 0) return;
-    stage.flush();
-    const read = stage.readSql(['_w', '_n', ...plan.columns.map((_, i) => `c${i}`)]);
+  async #applyCounted(step: Extract<Step, { kind: 'counted' }>): Promise<void> {
+    const { plan, file, removes, adds } = step;
+    const read = file.readSql(['_w', '_n', ...plan.columns.map((_, i) => `c${i}`)]);
     const what = `applying changes to ${plan.key}`;
     const converted = plan.columns.map(
       (column, i) => `${fromStaged(column.mapping, `s.c${i}`)} AS ${column.sql}`,
@@ -327,18 +420,10 @@ export class ChangeApplier {
     }
   }
 
-  async #applyInserts(plan: TablePlan, rows: readonly RowData[]): Promise<void> {
-    const stage = this.#stage;
-    stage.reset();
-    for (const row of rows) {
-      stage.plainField('1');
-      this.#stageRow(plan, row);
-      stage.endRow();
-    }
-    stage.flush();
+  async #applyInserts(plan: TablePlan, file: StageFile): Promise<void> {
     const columns = plan.columns.map((column) => column.sql).join(', ');
     const values = plan.columns.map((column, i) => fromStaged(column.mapping, `s.c${i}`)).join(', ');
-    const read = stage.readSql(['_w', ...plan.columns.map((_, i) => `c${i}`)]);
+    const read = file.readSql(['_w', ...plan.columns.map((_, i) => `c${i}`)]);
     await this.#convert(
       `INSERT INTO ${plan.target} (${columns}) SELECT ${values} FROM ${read} AS s`,
       `appending to ${plan.key}`,
@@ -347,17 +432,12 @@ export class ChangeApplier {
     );
   }
 
-  #stageRow(plan: TablePlan, row: RowData): void {
-    stageRowFields(this.#stage, plan, row);
-  }
-
   #convert(sql: string, what: string, plan: TablePlan, read: string): Promise<void> {
     return runConverting(this.#db, sql, what, plan, read);
   }
 
-  async #writeChangelog(plan: TablePlan): Promise<void> {
-    this.#stage.flush();
-    const read = this.#stage.readSql(changelogStagedNames(plan));
+  async #writeChangelog(plan: TablePlan, file: StageFile): Promise<void> {
+    const read = file.readSql(changelogStagedNames(plan));
     await runConverting(
       this.#db,
       changelogInsertSql(read, plan),

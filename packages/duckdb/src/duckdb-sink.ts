@@ -25,6 +25,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type {
   ChangeBatch,
+  ChangeEvent,
   CopiedRows,
   CopyPlan,
   Lsn,
@@ -35,12 +36,12 @@ import type {
   TableSchema,
 } from 'pg-replicate';
 import { maxLsn, PgReplicateError, tableKey } from 'pg-replicate';
-import { ChangeApplier, ResumedCopyIncompleteError } from './change-applier.js';
+import { ChangeApplier, ResumedCopyIncompleteError, type StagedChanges } from './change-applier.js';
 import { type ChangelogMode, changelogName } from './changelog.js';
 import { CopyWriter } from './copy-writer.js';
 import { DuckDbDatabase, smallerSize } from './duckdb-database.js';
 import { qualified } from './sql.js';
-import { StageFile } from './stage-file.js';
+import { StageFilePool } from './stage-file.js';
 import { StateStore } from './state-store.js';
 import { TableCatalog } from './table-catalog.js';
 import { checkIdentity, identityNames } from './table-plan.js';
@@ -114,7 +115,7 @@ interface OpenState {
   readonly applier: ChangeApplier;
   readonly copier: CopyWriter;
   readonly stagingDir: string;
-  readonly stages: readonly StageFile[];
+  readonly files: StageFilePool;
 }
 
 /**
@@ -132,12 +133,16 @@ interface OpenState {
 export class DuckDbSink implements Sink {
   readonly name = 'duckdb';
   readonly transactional = true;
+  /** A batch is staged while DuckDB still applies the one before (see {@link writeChanges}). */
+  readonly maxChangeBatchesInFlight = 2;
   readonly #options: Required<Pick<DuckDbSinkOptions, 'path' | 'changelog' | 'appendOnlyWithoutKey'>> &
     DuckDbSinkOptions;
   #open: OpenState | null = null;
   /** Tables given to `prepare`, checked for an identity when changes start to flow. */
   #tables: TableSchema[] = [];
   #streaming = false;
+  /** The last change batch given, until applied (batches apply one after another, in order). */
+  #applying: Promise<void> = Promise.resolve();
   /** Copies in progress that record their chunks, by table key (as stored). */
   readonly #copies = new Map<string, PartialCopy>();
 
@@ -163,6 +168,7 @@ export class DuckDbSink implements Sink {
     if (this.#open !== null) await this.close();
     this.#tables = [];
     this.#streaming = false;
+    this.#applying = Promise.resolve();
     const options = this.#options;
     const db = await DuckDbDatabase.open(options.path, {
       threads: options.threads ?? Math.min(4, Math.max(2, availableParallelism() - 1)),
@@ -176,18 +182,18 @@ export class DuckDbSink implements Sink {
         `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`,
       );
       mkdirSync(stagingDir, { recursive: true });
-      const stages = [0, 1, 2].map((i) => new StageFile(join(stagingDir, `stage-${i}.tsv`)));
+      const files = new StageFilePool(stagingDir);
       const state = new StateStore(db, context.pipelineId);
       const catalog = new TableCatalog(db, context.types, state, { changelog: options.changelog });
-      const applier = new ChangeApplier(db, catalog, stages[0]!);
+      const applier = new ChangeApplier(db, catalog, files);
       this.#open = {
         db,
         state,
         catalog,
         applier,
-        copier: new CopyWriter(db, [stages[1]!, stages[2]!]),
+        copier: new CopyWriter(db, [files.take(), files.take()]),
         stagingDir,
-        stages,
+        files,
       };
       const stored = await state.load();
       this.#copies.clear();
@@ -320,20 +326,58 @@ export class DuckDbSink implements Sink {
     });
   }
 
-  async writeChanges(batch: ChangeBatch): Promise<void> {
-    const { db, applier, state } = this.#require();
-    if (!this.#streaming) {
-      // Copying a table without identity is fine; streaming its changes is not (unless append-only).
-      for (const table of this.#tables) checkIdentity(table, this.#options.appendOnlyWithoutKey);
-      this.#streaming = true;
-    }
+  /**
+   * Stages the batch at once — collapsing it and writing its staging files on this thread while
+   * DuckDB may still be applying the batch before on its own — and applies it after that one.
+   * A batch whose predecessor failed fails with the same error, untouched.
+   */
+  writeChanges(batch: ChangeBatch): Promise<void> {
+    let staged: StagedChanges | null = null;
+    let stagingError: unknown = null;
     try {
+      const { applier } = this.#require();
+      this.#startStreaming();
+      staged = applier.stage(batch.events);
+    } catch (error) {
+      stagingError = error;
+    }
+    // The events are only kept when they could not be staged (the batch object is let go here).
+    const events = staged === null ? batch.events : null;
+    const applying = this.#applyChanges(this.#applying, staged, stagingError, events, batch.commit);
+    this.#applying = applying;
+    return applying;
+  }
+
+  /** Copying a table without identity is fine; streaming its changes is not (unless append-only). */
+  #startStreaming(): void {
+    if (this.#streaming) return;
+    for (const table of this.#tables) checkIdentity(table, this.#options.appendOnlyWithoutKey);
+    this.#streaming = true;
+  }
+
+  async #applyChanges(
+    previous: Promise<void>,
+    staged: StagedChanges | null,
+    stagingError: unknown,
+    events: readonly ChangeEvent[] | null,
+    commit: ChangeBatch['commit'],
+  ): Promise<void> {
+    const { db, applier, state } = this.#require();
+    try {
+      await previous;
       await this.#guard(async () => {
+        if (stagingError !== null) throw stagingError;
         await db.configure({ memoryLimit: this.#memoryLimit(), preserveInsertionOrder: true });
         await db.begin();
-        await applier.apply(batch.events);
-        if (batch.commit) {
-          await state.setLastLsn(batch.commit.lsn);
+        if (staged !== null) {
+          const ready = staged;
+          staged = null;
+          await applier.applyStaged(ready);
+        } else if (events !== null) {
+          await applier.apply(events);
+        }
+        if (commit) {
+          await state.setLastLsn(commit.lsn);
           await db.commit();
           applier.transactionEnded();
         }
@@ -346,6 +390,9 @@ export class DuckDbSink implements Sink {
         hint: 'the table is marked to be copied again in full: the next run (or the automatic retry) does it',
         cause: incomplete,
       });
+    } finally {
+      // Staged but never applied (an earlier batch failed): its files are free again.
+      if (staged !== null) applier.discard(staged);
     }
   }
 
@@ -371,9 +418,11 @@ export class DuckDbSink implements Sink {
   async close(): Promise<void> {
     const open = this.#open;
     if (open === null) return;
+    // A change batch still applying finishes (or fails) first; what it left open is rolled back.
+    await this.#applying.catch(() => {});
     this.#open = null;
     await open.copier.abandon();
-    for (const stage of open.stages) stage.close();
+    open.files.close();
     rmSync(open.stagingDir, { recursive: true, force: true });
     await open.db.close();
   }

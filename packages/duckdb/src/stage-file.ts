@@ -9,6 +9,7 @@
  * every batch, so it holds one batch at a time (bounded by the batch size, not the table).
  */
 import { closeSync, ftruncateSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import type { CopyTextBatch } from 'pg-replicate';
 import { literal } from './sql.js';
 
@@ -99,19 +100,20 @@ export class StageFile {
   }
 
   /**
-   * Appends one field from the UTF-8 bytes of its text, escaping only if it holds a character
-   * COPY escapes (most values do not, and are copied without ever becoming a string).
+   * Appends one field from the UTF-8 bytes of its text (`buffer[start, end)`), escaping only if it
+   * holds a character COPY escapes (most values do not, and are copied without ever becoming a string).
    */
-  bytesField(bytes: Buffer): void {
+  bytesField(buffer: Buffer, start = 0, end = buffer.length): void {
     if (this.#fieldsInRow++ > 0) this.#byte(TAB);
-    for (let i = 0; i < bytes.length; i++) {
-      const byte = bytes[i]!;
+    for (let i = start; i < end; i++) {
+      const byte = buffer[i]!;
       if (byte === 0x5c || (byte < 0x0e && byte >= 0x08)) {
-        this.#text(escapeCopyText(bytes.toString('utf8')));
+        this.#text(escapeCopyText(buffer.toString('utf8', start, end)));
         return;
       }
     }
-    this.#put(bytes);
+    this.#append(buffer, start, end);
+    this.#lineBytes += end - start;
   }
 
   /** Appends one field whose text needs no escaping (digits, flags). */
@@ -217,5 +219,42 @@ export class StageFile {
       this.#position += written;
     }
     if (this.#position > this.#fileLength) this.#fileLength = this.#position;
+  }
+}
+
+/**
+ * The staging files of one sink, in its own directory: a change batch takes a file per table and
+ * gives them back once applied, so a batch can be staged while the one before is still being
+ * read by DuckDB.
+ */
+export class StageFilePool {
+  readonly #dir: string;
+  readonly #all: StageFile[] = [];
+  readonly #spare: StageFile[] = [];
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /** A file, emptied for the next batch. */
+  take(): StageFile {
+    let file = this.#spare.pop();
+    if (file === undefined) {
+      file = new StageFile(join(this.#dir, `stage-${this.#all.length}.tsv`));
+      this.#all.push(file);
+    }
+    file.reset();
+    return file;
+  }
+
+  release(file: StageFile): void {
+    this.#spare.push(file);
+  }
+
+  /** Closes and deletes every file. */
+  close(): void {
+    for (const file of this.#all) file.close();
+    this.#all.length = 0;
+    this.#spare.length = 0;
   }
 }

@@ -8,13 +8,15 @@ import { ident } from './sql.js';
 import type { StageFile } from './stage-file.js';
 import type { TablePlan } from './table-plan.js';
 
-/** A row that can hand out the raw bytes of a value (pgoutput's `TupleData`). */
+/** A row whose values lie as bytes in a buffer (pgoutput's `TupleData`). */
 interface RawRow extends RowData {
-  raw(index: number): Buffer | null;
+  readonly buffer: Buffer;
+  valueStart(index: number): number;
+  valueLength(index: number): number;
 }
 
 function hasRaw(row: RowData): row is RawRow {
-  return typeof (row as Partial<RawRow>).raw === 'function';
+  return typeof (row as Partial<RawRow>).valueStart === 'function';
 }
 
 /** Stages a row's columns: NULL, or text (after the column's `prepare`). */
@@ -24,9 +26,9 @@ export function stageRowFields(stage: StageFile, plan: TablePlan, row: RowData):
     const prepare = plan.columns[i]!.mapping.prepare;
     if (raw && prepare === null && !row.isUnchangedToast(i)) {
       // Straight from the message bytes: no string made unless the value needs escaping.
-      const bytes = row.raw(i);
-      if (bytes === null) stage.field(null);
-      else stage.bytesField(bytes);
+      const start = row.valueStart(i);
+      if (start === -1) stage.field(null);
+      else stage.bytesField(row.buffer, start, start + row.valueLength(i));
       continue;
     }
     const text = row.text(i);

@@ -64,6 +64,11 @@ export class TableCatalog {
     await this.#state.describeTable(table, identityNames(table, identity));
   }
 
+  /** The plan for a schema, if {@link plan} built it already (no DuckDB work needed). */
+  knownPlan(table: TableSchema): TablePlan | undefined {
+    return this.#plans.get(table);
+  }
+
   /**
    * The plan for a schema. The first time a schema is seen, its DuckDB tables are made to match
    * it (inside the caller's transaction); `rebuild`: the transaction deleted rows of the table,

@@ -70,6 +70,38 @@ function typeRows(offset: number): string {
     '"just a string"', '12345678901234567890', '{-1,0,1}', '{"\\\\","\\t"}', 'ok', '::1', '(0,0)', '(,5]');`;
 }
 
+/** A keyed two-column table (`id int`, second column of `valueType`) for driving the sink by hand. */
+function twoColumnTable(name: string, valueColumn: string, valueType: 'integer' | 'text'): TableSchema {
+  return {
+    relationId: 1,
+    schema: 'public',
+    name,
+    columns: [
+      { name: 'id', typeOid: 23, typeMod: -1, typeName: 'integer', nullable: false, isKey: true },
+      {
+        name: valueColumn,
+        typeOid: valueType === 'integer' ? 23 : 25,
+        typeMod: -1,
+        typeName: valueType,
+        nullable: true,
+        isKey: false,
+      },
+    ],
+    primaryKey: ['id'],
+    replicaIdentity: 'default',
+  };
+}
+
+/** A row of that table: its id and the text of its second column. */
+function twoColumnRow(id: number, value: string): RowData {
+  return {
+    length: 2,
+    isNull: () => false,
+    isUnchangedToast: () => false,
+    text: (i: number) => (i === 0 ? String(id) : value),
+  };
+}
+
 describe('DuckDB sink', () => {
   it('copies and streams every type exactly', async () => {
     await db.sql(TYPES_TABLE);
@@ -239,23 +271,8 @@ describe('DuckDB sink', () => {
 
   it('rolls back a transaction left open by a batch without commit when closed', async () => {
     const path = join(scratch.dir, 'open-tx.duckdb');
-    const schema: TableSchema = {
-      relationId: 1,
-      schema: 'public',
-      name: 'opentx',
-      columns: [
-        { name: 'id', typeOid: 23, typeMod: -1, typeName: 'integer', nullable: false, isKey: true },
-        { name: 'v', typeOid: 25, typeMod: -1, typeName: 'text', nullable: true, isKey: false },
-      ],
-      primaryKey: ['id'],
-      replicaIdentity: 'default',
-    };
-    const row = (id: number, v: string): RowData => ({
-      length: 2,
-      isNull: () => false,
-      isUnchangedToast: () => false,
-      text: (i: number) => (i === 0 ? String(id) : v),
-    });
+    const schema = twoColumnTable('opentx', 'v', 'text');
+    const row = twoColumnRow;
     const tx = { xid: 7, commitLsn: 0x2000n, commitTime: 0n };
     const inserts = (from: number, to: number) =>
       Array.from({ length: to - from + 1 }, (_, k) => ({
@@ -289,6 +306,52 @@ describe('DuckDB sink', () => {
     ).toEqual([{ n: 60, top: 60 }]);
     const reopened = new DuckDbSink({ path });
     expect((await reopened.open(context)).lastLsn).toBe(0x2010n);
+    await reopened.close();
+  });
+
+  it('applies batches handed over together in order; one after a failed batch fails with it, unapplied', async () => {
+    const path = join(scratch.dir, 'in-flight.duckdb');
+    const schema = twoColumnTable('inflight', 'n', 'integer');
+    const row = twoColumnRow;
+    const tx = { xid: 7, commitLsn: 0x2000n, commitTime: 0n };
+    const insert = (id: number, n: string) => ({
+      op: 'insert' as const,
+      table: schema,
+      new: row(id, n),
+      lsn: 1n,
+      tx,
+    });
+    const update = (id: number, n: string) => ({
+      op: 'update' as const,
+      table: schema,
+      new: row(id, n),
+      old: undefined,
+      oldIsKey: false,
+      lsn: 1n,
+      tx,
+    });
+    const context = { types: new TypeRegistry(), pipelineId: 'inflight', mode: 'cdc' as const };
+    const sink = new DuckDbSink({ path });
+    await sink.open(context);
+    await sink.prepare([schema]);
+    expect(sink.maxChangeBatchesInFlight).toBe(2);
+    // The second batch is staged before the first is applied, and must still land after it.
+    const first = sink.writeChanges({ events: [insert(1, '1'), insert(2, '2')], commit: { lsn: 0x2000n } });
+    const second = sink.writeChanges({ events: [update(1, '10'), insert(3, '3')], commit: { lsn: 0x2100n } });
+    await Promise.all([first, second]);
+    const failing = sink.writeChanges({ events: [insert(4, 'four')], commit: { lsn: 0x2200n } });
+    const after = sink.writeChanges({ events: [update(2, '20'), insert(5, '5')], commit: { lsn: 0x2300n } });
+    const error = await failing.catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'SINK_ERROR', message: expect.stringMatching(/column "n"/) });
+    await expect(after).rejects.toBe(error);
+    await sink.close();
+    expect(await queryDuckDb(path, 'SELECT id, n FROM public.inflight ORDER BY id')).toEqual([
+      { id: 1, n: 10 },
+      { id: 2, n: 2 },
+      { id: 3, n: 3 },
+    ]);
+    const reopened = new DuckDbSink({ path });
+    expect((await reopened.open(context)).lastLsn).toBe(0x2100n);
     await reopened.close();
   });
 });

@@ -115,10 +115,19 @@ describe('StageFile', () => {
       for (const value of values) stage.bytesField(Buffer.from(value));
       stage.field(null);
       stage.endRow();
+      // The same values from within one larger buffer.
+      const joined = Buffer.from(`<${values.join('|')}>`);
+      let at = 1;
+      for (const value of values) {
+        const end = at + Buffer.byteLength(value);
+        stage.bytesField(joined, at, end);
+        at = end + 1;
+      }
+      stage.field(null);
+      stage.endRow();
       stage.flush();
-      expect(readFileSync(join(dir, 'stage.tsv'), 'utf8')).toBe(
-        `${[...values.map(escapeCopyText), '\\N'].join('\t')}\n`,
-      );
+      const line = `${[...values.map(escapeCopyText), '\\N'].join('\t')}\n`;
+      expect(readFileSync(join(dir, 'stage.tsv'), 'utf8')).toBe(line + line);
       stage.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

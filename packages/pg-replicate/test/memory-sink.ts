@@ -159,6 +159,47 @@ export class MemorySink implements Sink {
   }
 }
 
+/**
+ * A {@link MemorySink} that takes two change batches at once (`maxChangeBatchesInFlight`) and
+ * applies them one after another, each after a delay — as a sink that stages a batch while its
+ * database applies the one before. A batch after a failed one fails without being applied.
+ */
+export class PipelinedMemorySink extends MemorySink {
+  readonly maxChangeBatchesInFlight = 2;
+  /** writeChanges calls so far, and the most ever outstanding at once. */
+  given = 0;
+  maxOutstanding = 0;
+  #outstanding = 0;
+  #last: Promise<void> = Promise.resolve();
+
+  constructor(readonly delayMs = 10) {
+    super();
+  }
+
+  override writeChanges(batch: ChangeBatch): Promise<void> {
+    this.given++;
+    this.maxOutstanding = Math.max(this.maxOutstanding, ++this.#outstanding);
+    const previous = this.#last;
+    const apply = async () => {
+      try {
+        await previous;
+        await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+        await super.writeChanges(batch);
+      } finally {
+        this.#outstanding--;
+      }
+    };
+    this.#last = apply();
+    return this.#last;
+  }
+
+  override async close(): Promise<void> {
+    await this.#last.catch(() => {});
+    this.#last = Promise.resolve();
+    await super.close();
+  }
+}
+
 function texts(row: RowData): Row {
   const values: Row = [];
   for (let i = 0; i < row.length; i++)

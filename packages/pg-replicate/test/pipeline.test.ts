@@ -3,7 +3,7 @@ import { formatLsn, type Lsn, parseLsn } from '../src/lsn.js';
 import { Pipeline, type PipelineOptions } from '../src/pipeline/pipeline.js';
 import { PostgresSource } from '../src/source/postgres-source.js';
 import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
-import { MemorySink } from './memory-sink.js';
+import { MemorySink, PipelinedMemorySink } from './memory-sink.js';
 
 let db: TestDatabase;
 
@@ -248,6 +248,30 @@ describe('Pipeline (both)', () => {
     expect(result.stats.rowsCopied).toBe(0);
     expect(sink.anomalies).toEqual([]);
     expect(sink.rows('"public"."t_cdccrash"')).toEqual(await pgRows('t_cdccrash'));
+  });
+
+  it('hands a sink that takes two batches the next one while it applies one; a failure stops both', async () => {
+    await setup('t_pipelined', 100);
+    const sink = new PipelinedMemorySink();
+    await pipeline('t_pipelined', sink, { endLsn: await currentLsn() }).run();
+    await randomWrites('t_pipelined', 300, 11);
+    const end = await currentLsn();
+    const options = { endLsn: end, batchMaxRows: 10, batchMaxDelayMs: 0 };
+    sink.batches = [];
+    sink.given = 0;
+    let writes = 0;
+    sink.failWhen = (call) => call === 'writeChanges' && ++writes === 5;
+    await expect(pipeline('t_pipelined', sink, options).run()).rejects.toThrow(/simulated sink failure/);
+    // The batch after the failed one was handed over while it was applying, and not applied.
+    expect(sink.maxOutstanding).toBe(2);
+    expect(sink.batches).toHaveLength(4);
+    expect(sink.given).toBeGreaterThanOrEqual(6);
+    expect(sink.durable.lastLsn).toBe(sink.batches[3]!.commit!.lsn);
+    sink.failWhen = null;
+    await pipeline('t_pipelined', sink, options).run();
+    expect(sink.maxOutstanding).toBe(2);
+    expect(sink.anomalies).toEqual([]);
+    expect(sink.rows('"public"."t_pipelined"')).toEqual(await pgRows('t_pipelined'));
   });
 
   it('writes a transaction larger than a batch in parts, and a crash in the middle loses none of it', async () => {

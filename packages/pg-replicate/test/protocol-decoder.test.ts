@@ -190,28 +190,33 @@ function expectCells(tuple: TupleData | undefined, cells: readonly Cell[]): void
   const t = tuple!;
   expect(t.length).toBe(cells.length);
   let byteLength = 0;
+  const bytesAt = (i: number) => t.buffer.subarray(t.valueStart(i), t.valueStart(i) + t.valueLength(i));
   cells.forEach((cell, i) => {
     if (cell === null) {
       expect(t.kind(i)).toBe(ColumnKind.Null);
       expect([t.isNull(i), t.isUnchangedToast(i), t.hasValue(i)]).toEqual([true, false, false]);
       expect(t.text(i)).toBeNull();
       expect(t.raw(i)).toBeNull();
+      expect(t.valueStart(i)).toBe(-1);
     } else if (cell === UNCHANGED) {
       expect(t.kind(i)).toBe(ColumnKind.UnchangedToast);
       expect([t.isNull(i), t.isUnchangedToast(i), t.hasValue(i)]).toEqual([false, true, false]);
       expect(t.text(i)).toBeNull();
       expect(t.raw(i)).toBeNull();
+      expect(t.valueStart(i)).toBe(-1);
     } else if (typeof cell === 'string') {
       expect(t.kind(i)).toBe(ColumnKind.Text);
       expect([t.isNull(i), t.isUnchangedToast(i), t.hasValue(i)]).toEqual([false, false, true]);
       expect(t.text(i)).toBe(cell);
       expect(t.raw(i)!.equals(Buffer.from(cell, 'utf8'))).toBe(true);
+      expect(bytesAt(i).equals(Buffer.from(cell, 'utf8'))).toBe(true);
       byteLength += Buffer.byteLength(cell);
     } else {
       expect(t.kind(i)).toBe(ColumnKind.Binary);
       expect([t.isNull(i), t.isUnchangedToast(i), t.hasValue(i)]).toEqual([false, false, true]);
       expect(t.text(i)).toBeNull();
       expect(t.raw(i)!.equals(cell)).toBe(true);
+      expect(bytesAt(i).equals(cell)).toBe(true);
       byteLength += cell.length;
     }
   });

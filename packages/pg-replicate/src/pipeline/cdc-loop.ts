@@ -7,9 +7,10 @@
  *   stored position is skipped (Postgres re-sends unconfirmed transactions after a restart), and
  *   a table copied at snapshot LSN S skips transactions that committed before S (they are in the copy).
  * - Bounded memory: a transaction larger than a batch is written in parts inside one sink
- *   transaction; the socket is not read while the sink is behind (one batch in flight, one filling).
- * - Commit order: batches are written one at a time, in order; a part of an open transaction is
- *   only written after every earlier transaction was committed on its own.
+ *   transaction; the socket is not read while the sink is behind (one batch in flight — or as many
+ *   as the sink's `maxChangeBatchesInFlight` — and one filling).
+ * - Commit order: batches are handed over in order, and the sink applies them in that order; a
+ *   position is confirmed only once its batch and every one before it are durable.
  * - Idle slots move: when nothing is pending, the server's position (asked for with a status
  *   update, never waited for on the keepalive timer) is recorded in the sink and confirmed.
  */
@@ -61,6 +62,13 @@ function countInto(counts: Counts, events: readonly ChangeEvent[]): void {
   for (const event of events) if (event.op !== 'schema') counts[event.op]++;
 }
 
+function addCounts(into: Counts, counts: Counts): void {
+  into.insert += counts.insert;
+  into.update += counts.update;
+  into.delete += counts.delete;
+  into.truncate += counts.truncate;
+}
+
 const TIMEOUT = Symbol('timeout');
 
 export class CdcLoop {
@@ -84,7 +92,9 @@ export class CdcLoop {
   #batchStarted = 0;
   #batchTransactions = 0;
 
-  #writing: Promise<void> | null = null;
+  /** Batches handed to the sink and not settled yet, oldest first (each settles after the one before). */
+  readonly #writing: Promise<void>[] = [];
+  readonly #maxInFlight: number;
   /** Changes written in parts of a transaction that is not committed yet. */
   #partCounts: Counts = emptyCounts();
   #durable: Lsn | null;
@@ -100,6 +110,7 @@ export class CdcLoop {
     this.#options = options;
     this.#durable = options.durableLsn;
     this.#alreadyApplied = options.durableLsn;
+    this.#maxInFlight = Math.max(1, Math.floor(sink.maxChangeBatchesInFlight ?? 1));
     for (const table of source.tables) this.#tables.set(table.relationId, table);
   }
 
@@ -403,36 +414,43 @@ export class CdcLoop {
     commitTimes: CommitTimes,
     transactions: number,
   ): Promise<void> {
-    await this.#settle();
-    const write = this.#sink.writeChanges({ events, commit: lsn === null ? undefined : { lsn } }).then(() => {
+    await this.#settle(this.#maxInFlight - 1);
+    // Counted now, so that the events are not kept alive by the bookkeeping below.
+    const counts = emptyCounts();
+    countInto(counts, events);
+    const empty = events.length === 0;
+    const previous = this.#writing.at(-1);
+    const applied = this.#sink.writeChanges({ events, commit: lsn === null ? undefined : { lsn } });
+    const write = (previous === undefined ? applied : Promise.all([previous, applied])).then(() => {
       if (lsn === null) {
         // Part of a transaction: counted once its commit makes it durable.
-        countInto(this.#partCounts, events);
+        addCounts(this.#partCounts, counts);
         return;
       }
       this.#durable = lsn;
       this.#stream.confirm(lsn);
-      this.#record(events, lsn, commitTimes, transactions);
+      this.#record(counts, empty, lsn, commitTimes, transactions);
     });
     write.catch(() => {});
-    this.#writing = write;
+    this.#writing.push(write);
   }
 
-  /** Waits for the batch in flight; rethrows its error. */
-  async #settle(): Promise<void> {
-    const writing = this.#writing;
-    if (writing === null) return;
-    await writing;
-    if (this.#writing === writing) this.#writing = null;
+  /** Waits until at most `keep` batches are in flight; rethrows the first error. */
+  async #settle(keep = 0): Promise<void> {
+    while (this.#writing.length > keep) {
+      const oldest = this.#writing[0]!;
+      await oldest;
+      if (this.#writing[0] === oldest) this.#writing.shift();
+    }
   }
 
-  #record(events: readonly ChangeEvent[], lsn: Lsn, commitTimes: CommitTimes, transactions: number): void {
+  #record(batch: Counts, empty: boolean, lsn: Lsn, commitTimes: CommitTimes, transactions: number): void {
     const stats = this.#options.stats;
     stats.durableLsn = lsn;
-    if (transactions === 0 && events.length === 0) return;
+    if (transactions === 0 && empty) return;
     const counts = this.#partCounts;
     this.#partCounts = emptyCounts();
-    countInto(counts, events);
+    addCounts(counts, batch);
     stats.inserts += counts.insert;
     stats.updates += counts.update;
     stats.deletes += counts.delete;

@@ -38,6 +38,10 @@ export class InstrumentedSink implements Sink {
     return this.#inner.transactional;
   }
 
+  get maxChangeBatchesInFlight(): number | undefined {
+    return this.#inner.maxChangeBatchesInFlight;
+  }
+
   open(context: SinkContext): Promise<SinkState> {
     return this.#call('opening', () => this.#inner.open(context));
   }

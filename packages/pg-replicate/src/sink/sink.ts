@@ -5,7 +5,8 @@
  * them atomic with the data; the pipeline does the rest (ordering, batching, skipping what the
  * stored state says is already applied, confirming positions to Postgres).
  *
- * Call order, always awaited one at a time (a sink never sees two calls at once):
+ * Call order, always awaited one at a time (a sink never sees two calls at once, except up to
+ * {@link Sink.maxChangeBatchesInFlight} `writeChanges`):
  * `open` → `prepare` → (`beginCopy` → (`writeRows` | `chunkCopied`)* → `endCopy`)* →
  * `writeChanges`* → `close`.
  */
@@ -141,6 +142,16 @@ export interface Sink {
 
   /** Applies a batch of changes (see {@link ChangeBatch.commit} for durability). */
   writeChanges(batch: ChangeBatch): Promise<void>;
+
+  /**
+   * Optional: how many `writeChanges` calls may be outstanding at once (default 1). A sink that
+   * takes more prepares a batch while the one before is still being applied (e.g. stages it on the
+   * main thread while a database works on the previous one). It must apply batches in call order,
+   * settle their promises in that order, and fail every batch after one that failed without
+   * applying it. Only `close` may be called while batches are outstanding (the pipeline stops on
+   * an error elsewhere): it lets them settle first.
+   */
+  readonly maxChangeBatchesInFlight?: number;
 
   /**
    * Releases resources. A transaction left open by a batch without `commit` is abandoned (rolled
