@@ -267,6 +267,16 @@ export class ChangeApplier {
     let writes = 0;
     let masked = 0;
     const width = plan.columns.length;
+    for (const row of collapser.inserts) {
+      // New keys: nothing to delete, no unchanged values, no origin.
+      file.plainField('0');
+      file.plainField('1');
+      file.field(null);
+      stageRowFields(file, plan, row);
+      for (let j = 0; j < keyColumns.length; j++) file.field(null);
+      file.endRow();
+      writes++;
+    }
     for (const entry of collapser.keyedEntries) {
       if (!entry.deleteExisting && entry.row === null) continue; // inserted and deleted within the run
       file.plainField(entry.deleteExisting ? '1' : '0');

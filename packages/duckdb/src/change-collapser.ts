@@ -12,7 +12,9 @@
  * - A key update removes the row under the old key.
  * - A key first seen in an insert cannot be in DuckDB yet (keys are unique and every change is
  *   applied exactly once), so it needs no delete: insert-only batches become pure appends —
- *   except changes replayed over a resumed copy, whose keys may be there already.
+ *   except changes replayed over a resumed copy, whose keys may be there already. While a run
+ *   holds nothing but such inserts, their rows are only listed (no key is read or looked up);
+ *   the first other change enters them by key.
  *
  * Tables identified by the whole row (REPLICA IDENTITY FULL without a key) are multisets: each
  * distinct row gets a net count (+1 per insert, −1 per delete, an update is both), applied as
@@ -114,7 +116,10 @@ export class ChangeCollapser {
     return this.#counts.values();
   }
 
-  /** Rows to append (tables without identity). */
+  /**
+   * Rows to append: every insert of a table without identity; for keyed tables, the inserts that
+   * came before any other change of the run (see the module comment), not in `keyedEntries`.
+   */
   get inserts(): readonly RowData[] {
     return this.#inserts;
   }
@@ -141,6 +146,13 @@ export class ChangeCollapser {
   }
 
   #addKeyed(event: RowChangeEvent, keyColumns: readonly number[], replayed: boolean): void {
+    if (this.#keyed.size === 0) {
+      if (event.op === 'insert' && !replayed) {
+        this.#inserts.push(event.new);
+        return;
+      }
+      this.#enterInserts(keyColumns);
+    }
     if (event.op === 'delete') {
       const key = keyOf(event.old, keyColumns);
       const id = join(key);
@@ -184,6 +196,15 @@ export class ChangeCollapser {
     } else {
       this.#keyed.set(id, { key, deleteExisting: before?.deleteExisting ?? true, ...merged });
     }
+  }
+
+  /** A change other than a plain insert came: the inserts listed so far are entered by key. */
+  #enterInserts(keyColumns: readonly number[]): void {
+    for (const row of this.#inserts) {
+      const key = keyOf(row, keyColumns);
+      this.#keyed.set(join(key), { key, deleteExisting: false, row, unchanged: null, origin: null });
+    }
+    this.#inserts.length = 0;
   }
 
   /** An update's row with its unchanged TOAST values resolved where the run knows them. */

@@ -31,6 +31,15 @@ const ESCAPES: Readonly<Record<string, string>> = {
   '\v': '\\v',
 };
 
+/** Whether `buffer[start, end)` holds a byte COPY escapes (backslash, \b \t \n \v \f \r). */
+function needsEscape(buffer: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const byte = buffer[i]!;
+    if (byte === 0x5c || (byte < 0x0e && byte >= 0x08)) return true;
+  }
+  return false;
+}
+
 /** Escapes a value the way `COPY … TO` does in text format. */
 export function escapeCopyText(text: string): string {
   return NEEDS_ESCAPE.test(text) ? text.replace(ESCAPABLE, (char) => ESCAPES[char]!) : text;
@@ -105,15 +114,28 @@ export class StageFile {
    */
   bytesField(buffer: Buffer, start = 0, end = buffer.length): void {
     if (this.#fieldsInRow++ > 0) this.#byte(TAB);
+    const length = end - start;
+    if (length > CAPACITY - this.#used) {
+      if (needsEscape(buffer, start, end)) this.#text(escapeCopyText(buffer.toString('utf8', start, end)));
+      else this.#put(buffer.subarray(start, end));
+      return;
+    }
+    // Checked and copied in one pass: most values are short, and a native copy per value costs
+    // more than the loop (it was a fifth of a CDC run's main thread).
+    const target = this.#buffer;
+    let at = this.#used;
     for (let i = start; i < end; i++) {
       const byte = buffer[i]!;
       if (byte === 0x5c || (byte < 0x0e && byte >= 0x08)) {
+        // What was copied lies beyond `#used`: the escaped text is written over it.
         this.#text(escapeCopyText(buffer.toString('utf8', start, end)));
         return;
       }
+      target[at++] = byte;
     }
-    this.#append(buffer, start, end);
-    this.#lineBytes += end - start;
+    this.#used = at;
+    this.#lineBytes += length;
+    this.bytes += length;
   }
 
   /** Appends one field whose text needs no escaping (digits, flags). */

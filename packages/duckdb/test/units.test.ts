@@ -190,6 +190,27 @@ describe('ChangeCollapser', () => {
     expect(entries.get('4')).toMatchObject({ deleteExisting: true, unchanged: null });
   });
 
+  it('lists the inserts of a run that holds nothing else, and enters them by key at the first other change', () => {
+    const collapser = new ChangeCollapser(rowIdentity(keyed));
+    const entries = () => new Map([...collapser.keyedEntries].map((entry) => [entry.key.join(','), entry]));
+    collapser.add(insert(['1', 'a', 'x']));
+    collapser.add(insert(['2', 'b', 'x']));
+    expect(collapser.inserts.map((row) => row.text(1))).toEqual(['a', 'b']);
+    expect(entries().size).toBe(0);
+    collapser.add(remove('1'));
+    collapser.add(insert(['3', 'c', 'x']));
+    expect(collapser.inserts).toEqual([]);
+    expect(entries().get('1')).toMatchObject({ deleteExisting: false, row: null });
+    expect(rowOf(entries().get('2'))).toEqual(['2', 'b', 'x']);
+    expect(entries().get('3')).toMatchObject({ deleteExisting: false });
+    expect(collapser.size).toBe(4);
+    // Replayed over a resumed copy, an insert's key may exist: never just listed.
+    const replayed = new ChangeCollapser(rowIdentity(keyed));
+    replayed.add(insert(['1', 'a', 'x']), true);
+    expect(replayed.inserts).toEqual([]);
+    expect([...replayed.keyedEntries]).toMatchObject([{ deleteExisting: true }]);
+  });
+
   it('resolves unchanged TOAST values from the run, or names the row in DuckDB that has them', () => {
     const entries = collapse([
       insert(['1', 'a', 'big1']),
