@@ -101,7 +101,7 @@ export class ChangeCollapser {
   readonly #keyed = new Map<string, KeyedEntry>();
   readonly #counts = new Map<string, RowCount>();
   readonly #inserts: RowData[] = [];
-  /** Changes fed since the last {@link clear}. */
+  /** Changes fed. */
   size = 0;
 
   constructor(identity: Identity) {
@@ -136,13 +136,6 @@ export class ChangeCollapser {
     else if (event.op === 'insert') this.#inserts.push(event.new);
     else
       throw new UnappliableChangeError(`an ${event.op} arrived for a table without identity (append-only)`);
-  }
-
-  clear(): void {
-    this.#keyed.clear();
-    this.#counts.clear();
-    this.#inserts.length = 0;
-    this.size = 0;
   }
 
   #addKeyed(event: RowChangeEvent, keyColumns: readonly number[], replayed: boolean): void {
