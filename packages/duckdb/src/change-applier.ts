@@ -224,11 +224,15 @@ export class ChangeApplier {
       for (const { plan, collapser, changelog, replayed } of run.values()) {
         if (collapser.size > 0) {
           const file = this.#files.take();
-          steps.push(this.#stageTable(plan, collapser, file, replayed));
-          if (file.rows === 0) {
-            steps.pop();
+          let step: Step;
+          try {
+            step = this.#stageTable(plan, collapser, file, replayed);
+          } catch (error) {
             this.#files.release(file);
+            throw error;
           }
+          if (file.rows > 0) steps.push(step);
+          else this.#files.release(file); // every change cancelled out within the run
         }
         if (changelog.length > 0) {
           const file = this.#files.take();

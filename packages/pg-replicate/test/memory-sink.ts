@@ -169,6 +169,8 @@ export class PipelinedMemorySink extends MemorySink {
   /** writeChanges calls so far, and the most ever outstanding at once. */
   given = 0;
   maxOutstanding = 0;
+  /** This call (1-based) is rejected at once, outside the sink's order of batches. */
+  rejectCall = 0;
   #outstanding = 0;
   #last: Promise<void> = Promise.resolve();
 
@@ -178,6 +180,8 @@ export class PipelinedMemorySink extends MemorySink {
 
   override writeChanges(batch: ChangeBatch): Promise<void> {
     this.given++;
+    // As a wrapper around the sink would: the call fails without the sink ever seeing the batch.
+    if (this.given === this.rejectCall) return Promise.reject(new Error('call rejected before the sink'));
     this.maxOutstanding = Math.max(this.maxOutstanding, ++this.#outstanding);
     const previous = this.#last;
     const apply = async () => {

@@ -268,7 +268,16 @@ describe('Pipeline (both)', () => {
     expect(sink.given).toBeGreaterThanOrEqual(6);
     expect(sink.durable.lastLsn).toBe(sink.batches[3]!.commit!.lsn);
     sink.failWhen = null;
-    await pipeline('t_pipelined', sink, options).run();
+    // A call rejected outside the sink (as by a wrapper): nothing after it is handed over.
+    await randomWrites('t_pipelined', 100, 12);
+    const options2 = { ...options, endLsn: await currentLsn() };
+    sink.batches = [];
+    sink.given = 0;
+    sink.rejectCall = 3;
+    await expect(pipeline('t_pipelined', sink, options2).run()).rejects.toThrow(/rejected before the sink/);
+    expect(sink.batches).toHaveLength(2);
+    sink.rejectCall = 0;
+    await pipeline('t_pipelined', sink, options2).run();
     expect(sink.maxOutstanding).toBe(2);
     expect(sink.anomalies).toEqual([]);
     expect(sink.rows('"public"."t_pipelined"')).toEqual(await pgRows('t_pipelined'));

@@ -95,6 +95,8 @@ export class CdcLoop {
   /** Batches handed to the sink and not settled yet, oldest first (each settles after the one before). */
   readonly #writing: Promise<void>[] = [];
   readonly #maxInFlight: number;
+  /** The first error a batch's write rejected with: nothing more is handed over after it. */
+  #writeError: { readonly error: unknown } | null = null;
   /** Changes written in parts of a transaction that is not committed yet. */
   #partCounts: Counts = emptyCounts();
   #durable: Lsn | null;
@@ -415,12 +417,18 @@ export class CdcLoop {
     transactions: number,
   ): Promise<void> {
     await this.#settle(this.#maxInFlight - 1);
+    // A batch still in flight already failed: the next one must not be applied without it. (The
+    // sink fails it too, but a wrapper that rejects a call itself may not tell the sink.)
+    if (this.#writeError !== null) throw this.#writeError.error;
     // Counted now, so that the events are not kept alive by the bookkeeping below.
     const counts = emptyCounts();
     countInto(counts, events);
     const empty = events.length === 0;
     const previous = this.#writing.at(-1);
     const applied = this.#sink.writeChanges({ events, commit: lsn === null ? undefined : { lsn } });
+    applied.catch((error: unknown) => {
+      this.#writeError ??= { error };
+    });
     const write = (previous === undefined ? applied : Promise.all([previous, applied])).then(() => {
       if (lsn === null) {
         // Part of a transaction: counted once its commit makes it durable.
