@@ -89,7 +89,7 @@ export class ReplicatorMetrics {
     );
     this.#sinkWrite = histogram(
       'sink_write_duration_seconds',
-      'Time the sink took per call: changes (a batch), position (idle progress), rows (a backfill batch), copy_commit.',
+      'Time the sink took per call: changes (a batch; for a sink taking two batches at once, from hand-over, so including the wait for the batch before), position (idle progress), rows (a backfill batch), copy_commit.',
       ['operation'],
     );
     this.#lagSeconds = gauge(
