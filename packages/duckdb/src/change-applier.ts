@@ -110,14 +110,12 @@ export class ChangeApplier {
    * whose plan is not built yet.
    */
   stage(events: readonly ChangeEvent[]): StagedChanges | null {
-    for (const event of events) {
-      if (event.op === 'truncate' || event.op === 'schema') return null;
-      if (this.#catalog.knownPlan(event.table) === undefined) return null;
-    }
     const run: Run = new Map();
     for (const event of events) {
-      const row = event as RowChangeEvent;
-      this.#collect(run, this.#catalog.knownPlan(row.table)!, row);
+      if (event.op === 'truncate' || event.op === 'schema') return null;
+      const plan = run.get(event.table)?.plan ?? this.#catalog.knownPlan(event.table);
+      if (plan === undefined) return null;
+      this.#collect(run, plan, event);
     }
     return this.#stageRun(run);
   }

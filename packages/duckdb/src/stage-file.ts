@@ -31,12 +31,14 @@ const ESCAPES: Readonly<Record<string, string>> = {
   '\v': '\\v',
 };
 
-/** Whether `buffer[start, end)` holds a byte COPY escapes (backslash, \b \t \n \v \f \r). */
+/** Whether COPY escapes this byte (backslash, \b \t \n \v \f \r). */
+function escaped(byte: number): boolean {
+  return byte === 0x5c || (byte < 0x0e && byte >= 0x08);
+}
+
+/** Whether `buffer[start, end)` holds a byte COPY escapes. */
 function needsEscape(buffer: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) {
-    const byte = buffer[i]!;
-    if (byte === 0x5c || (byte < 0x0e && byte >= 0x08)) return true;
-  }
+  for (let i = start; i < end; i++) if (escaped(buffer[i]!)) return true;
   return false;
 }
 
@@ -126,7 +128,7 @@ export class StageFile {
     let at = this.#used;
     for (let i = start; i < end; i++) {
       const byte = buffer[i]!;
-      if (byte === 0x5c || (byte < 0x0e && byte >= 0x08)) {
+      if (escaped(byte)) {
         // What was copied lies beyond `#used`: the escaped text is written over it.
         this.#text(escapeCopyText(buffer.toString('utf8', start, end)));
         return;
