@@ -1,0 +1,26 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { ProgressReporter } from '../src/cli/progress-reporter.js';
+
+function captured(): { stream: PassThrough; text: () => string } {
+  const stream = new PassThrough();
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  return { stream, text: () => Buffer.concat(chunks).toString() };
+}
+
+describe('ProgressReporter', () => {
+  it('prints counts with thousands separators, small and large', () => {
+    const { stream, text } = captured();
+    const reporter = new ProgressReporter({ stream });
+    reporter.onProgress({ type: 'copy-done', table: '"public"."a"', rows: 1_234_567, ms: 2_000 });
+    reporter.onProgress({ type: 'copy-done', table: '"public"."b"', rows: 999, ms: 1_000 });
+    reporter.onProgress({ type: 'copy-done', table: '"public"."c"', rows: 1_000, ms: 0 });
+    expect(text().split('\n')).toEqual([
+      'pg-replicate: copied "public"."a": 1,234,567 rows in 2.0 s (617,284 rows/s)',
+      'pg-replicate: copied "public"."b": 999 rows in 1.0 s (999 rows/s)',
+      'pg-replicate: copied "public"."c": 1,000 rows in 0 ms (1,000 rows/s)',
+      '',
+    ]);
+  });
+});
