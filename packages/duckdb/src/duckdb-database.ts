@@ -230,12 +230,15 @@ export function sinkError(error: unknown, what: string): PgReplicateError {
   const message = messageOf(error).split('\n')[0] ?? '';
   const conversion = /^(Conversion|Invalid Input) Error/.test(message);
   const memory = /^Out of Memory Error/.test(message);
+  const copying = what.startsWith('copying');
   return new PgReplicateError('SINK_ERROR', `DuckDB failed ${what}: ${message}`, {
     hint: conversion
       ? 'a value does not fit the DuckDB column type (see the type table in the @pg-replicate/duckdb README); ALTER the DuckDB column to VARCHAR to keep the Postgres text form instead, then restart'
-      : memory
-        ? 'give the sink more memory (memoryLimit) or send smaller batches (--batch-max-rows); nothing was applied, the batch is delivered again after a restart'
-        : 'the batch was rolled back and will be delivered again after a restart; if it keeps failing, please report it with this message',
+      : memory && copying
+        ? 'give the copy more memory (copyMemoryLimit, --duckdb-copy-memory-limit; default 64MB); the failed load was rolled back, and the copy resumes after a restart'
+        : memory
+          ? 'give the sink more memory (memoryLimit, --duckdb-memory-limit) or send smaller batches (--batch-max-rows); nothing was applied, the batch is delivered again after a restart'
+          : 'the batch was rolled back and will be delivered again after a restart; if it keeps failing, please report it with this message',
     cause: error,
   });
 }

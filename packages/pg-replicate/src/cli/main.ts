@@ -135,6 +135,7 @@ async function runOnce(
     stateFile: options.stateFile,
     duckdbPath: options.duckdbPath,
     duckdbMemoryLimit: options.duckdbMemoryLimit,
+    duckdbCopyMemoryLimit: options.duckdbCopyMemoryLimit,
     bqProject: options.bqProject,
     bqDataset: options.bqDataset,
     bqKeyFile: options.bqKeyFile,

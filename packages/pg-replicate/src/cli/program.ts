@@ -8,7 +8,7 @@ import type { ConnectionInput } from '../connection/connection-options.js';
 import { SSL_MODES, type SslMode } from '../connection/connection-options.js';
 import { parseLsn } from '../lsn.js';
 import { registerRunCommand } from '../replicator/run-command.js';
-import { SINK_NAMES, type SinkName } from './sinks.js';
+import { DUCKDB_SIZE, SINK_NAMES, type SinkName } from './sinks.js';
 
 /** Everything the flags say, merged from the program and the subcommand. */
 export interface CliOptions {
@@ -24,6 +24,7 @@ export interface CliOptions {
   stateFile?: string;
   duckdbPath?: string;
   duckdbMemoryLimit?: string;
+  duckdbCopyMemoryLimit?: string;
   bqProject?: string;
   bqDataset?: string;
   bqKeyFile?: string;
@@ -90,6 +91,13 @@ function integer(name: string, min: number) {
   };
 }
 
+function duckDbSize(name: string) {
+  return (value: string): string => {
+    if (!DUCKDB_SIZE.test(value)) throw new InvalidArgumentError(`${name} must be a size like 128MB or 1GB`);
+    return value;
+  };
+}
+
 function lsnArgument(value: string): bigint {
   try {
     return parseLsn(value);
@@ -132,6 +140,12 @@ export function buildProgram(handler: CommandHandler): Command {
     .option(
       '--duckdb-memory-limit <size>',
       "duckdb: DuckDB's memory_limit, e.g. 128MB (default 256MB; the rest spills to disk)",
+      duckDbSize('--duckdb-memory-limit'),
+    )
+    .option(
+      '--duckdb-copy-memory-limit <size>',
+      "duckdb: DuckDB's memory_limit while a table is copied (default 64MB, never above --duckdb-memory-limit)",
+      duckDbSize('--duckdb-copy-memory-limit'),
     )
     .option('--bq-project <id>', 'bigquery: Google Cloud project of the dataset')
     .option('--bq-dataset <name>', 'bigquery: dataset the tables go to (created if missing)')

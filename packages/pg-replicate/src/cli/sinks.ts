@@ -17,6 +17,7 @@ export interface SinkCliOptions {
   stateFile?: string | undefined;
   duckdbPath?: string | undefined;
   duckdbMemoryLimit?: string | undefined;
+  duckdbCopyMemoryLimit?: string | undefined;
   /** bigquery: project and dataset (required), then the optional settings. */
   bqProject?: string | undefined;
   bqDataset?: string | undefined;
@@ -28,6 +29,9 @@ export interface SinkCliOptions {
   /** Where sinks that report on their own (bigquery) write their warnings. */
   logger?: Logger | undefined;
 }
+
+/** A size DuckDB's `memory_limit` takes, such as `128MB` or `1GB` (checked before DuckDB sees it). */
+export const DUCKDB_SIZE = /^\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB)$/i;
 
 /** The constructor a sink package exports, as far as the CLI relies on it. */
 type SinkConstructor = new (options: Record<string, unknown>) => Sink;
@@ -43,6 +47,7 @@ export async function createSink(options: SinkCliOptions): Promise<Sink> {
       return new DuckDbSink({
         path: options.duckdbPath ?? 'replica.duckdb',
         memoryLimit: options.duckdbMemoryLimit,
+        copyMemoryLimit: options.duckdbCopyMemoryLimit,
       });
     }
     case 'bigquery': {

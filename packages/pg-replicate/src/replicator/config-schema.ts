@@ -10,6 +10,7 @@
  */
 import { accessSync, constants } from 'node:fs';
 import { z } from 'zod';
+import { DUCKDB_SIZE } from '../cli/sinks.js';
 import { SSL_MODES } from '../connection/connection-options.js';
 
 /** Log levels, most to least verbose (`silent` turns logging off). */
@@ -117,14 +118,18 @@ const stdoutSinkSchema = z.strictObject({
     ),
 });
 const nullSinkSchema = z.strictObject({ type: z.literal('null') });
+const duckDbSize = () => z.string().regex(DUCKDB_SIZE, { error: 'expected a size like 128MB or 1GB' });
 const duckDbSinkSchema = z.strictObject({
   type: z.literal('duckdb'),
   path: z.string().min(1).describe('duckdb: the database file (put it on a persistent volume).'),
-  memoryLimit: z
-    .string()
-    .regex(/^\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB)$/i, { error: 'expected a size like 128MB or 1GB' })
+  memoryLimit: duckDbSize()
     .optional()
     .describe("duckdb: DuckDB's `memory_limit` (default `256MB`); what does not fit spills to disk."),
+  copyMemoryLimit: duckDbSize()
+    .optional()
+    .describe(
+      "duckdb: DuckDB's `memory_limit` while a table is copied (default `64MB`, never above `memoryLimit`).",
+    ),
 });
 
 const bigQuerySinkSchema = z.strictObject({

@@ -238,7 +238,12 @@ export function buildSink(sink: SinkConfig): Promise<Sink> {
     case 'null':
       return createSink({ sink: 'null' });
     case 'duckdb':
-      return createSink({ sink: 'duckdb', duckdbPath: sink.path, duckdbMemoryLimit: sink.memoryLimit });
+      return createSink({
+        sink: 'duckdb',
+        duckdbPath: sink.path,
+        duckdbMemoryLimit: sink.memoryLimit,
+        duckdbCopyMemoryLimit: sink.copyMemoryLimit,
+      });
     case 'bigquery':
       return createSink({
         sink: 'bigquery',
