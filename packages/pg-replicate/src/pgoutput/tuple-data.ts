@@ -84,12 +84,8 @@ export class TupleData {
 
   /** A view of the raw value bytes (text or binary), or `null` when the column has no value. */
   raw(index: number): Buffer | null {
-    const layout = this.layout;
-    const base = index * 3;
-    const kind = layout[base];
-    if (kind !== ColumnKind.Text && kind !== ColumnKind.Binary) return null;
-    const start = layout[base + 1]!;
-    return this.buffer.subarray(start, start + layout[base + 2]!);
+    const start = this.valueStart(index);
+    return start === -1 ? null : this.buffer.subarray(start, start + this.valueLength(index));
   }
 
   /**
@@ -98,10 +94,7 @@ export class TupleData {
    * value (one allocation per value was a visible share of a CDC run's garbage collection).
    */
   valueStart(index: number): number {
-    const layout = this.layout;
-    const base = index * 3;
-    const kind = layout[base];
-    return kind === ColumnKind.Text || kind === ColumnKind.Binary ? layout[base + 1]! : -1;
+    return this.hasValue(index) ? this.layout[index * 3 + 1]! : -1;
   }
 
   /** Byte length of the value (0 when the column has none). */
