@@ -23,4 +23,22 @@ describe('ProgressReporter', () => {
       '',
     ]);
   });
+
+  it('prints no ETA before the first rows of a copy are in, then one from the rate', () => {
+    const { stream, text } = captured();
+    const reporter = new ProgressReporter({ stream, intervalSeconds: 0 });
+    reporter.onProgress({
+      type: 'copy-start',
+      table: '"public"."a"',
+      estimatedRows: 1_000,
+      index: 1,
+      count: 1,
+    });
+    reporter.onProgress({ type: 'copy-progress', table: '"public"."a"', rows: 500 });
+    const [first, second] = text().split('\n');
+    expect(first).toMatch(/^pg-replicate: copying \[1\/1\] "public"\."a" 0% 0\/~1,000 rows, 0 rows\/s$/);
+    expect(second).toMatch(
+      /^pg-replicate: copying \[1\/1\] "public"\."a" 50% 500\/~1,000 rows, [\d,]+ rows\/s, ETA /,
+    );
+  });
 });

@@ -131,9 +131,11 @@ export class ProgressReporter implements Logger {
       const rate = (copy.rows / elapsed) * 1000;
       if (copy.estimated > 0) {
         const fraction = Math.min(1, copy.rows / copy.estimated);
-        const eta = rate > 0 ? Math.max(0, ((copy.estimated - copy.rows) / rate) * 1000) : 0;
+        // No ETA before the first rows are in: "ETA 0 ms" at 0% would be a promise.
+        const eta =
+          rate > 0 ? `, ETA ${seconds(Math.max(0, ((copy.estimated - copy.rows) / rate) * 1000))}` : '';
         const graphic = bar ? ` ${progressBar(fraction, 24)}` : '';
-        return `copying ${copy.table}${graphic} ${Math.floor(fraction * 100)}% ${count(copy.rows)}/~${count(copy.estimated)} rows, ${count(Math.round(rate))} rows/s, ETA ${seconds(eta)}`;
+        return `copying ${copy.table}${graphic} ${Math.floor(fraction * 100)}% ${count(copy.rows)}/~${count(copy.estimated)} rows, ${count(Math.round(rate))} rows/s${eta}`;
       }
       return `copying ${copy.table}: ${count(copy.rows)} rows, ${count(Math.round(rate))} rows/s`;
     }
