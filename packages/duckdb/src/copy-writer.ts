@@ -1,6 +1,6 @@
 /**
  * Backfill into DuckDB: copied rows are staged to a file and loaded with one
- * `INSERT … SELECT … FROM read_csv(…)` per ~16 MB, each load a transaction of its own (the
+ * `INSERT … SELECT … FROM read_csv(…)` per ~64 MB, each load a transaction of its own (the
  * table's copied flag is only set once every load is committed, so a copy cut short is cleared
  * and done again; small transactions keep DuckDB's memory flat however large the table).
  *
@@ -19,8 +19,14 @@ import { prepareValue } from './stage-rows.js';
 import type { TablePlan } from './table-plan.js';
 import { fromStaged } from './type-mapping.js';
 
-/** Bytes staged before a load is started. */
-const LOAD_BYTES = 16 * 1024 * 1024;
+/**
+ * Bytes staged before a load is started. Measured against 16 MB (interleaved runs, two cores):
+ * 5M rows copied at 0.66× `COPY` instead of 0.60×, peaking at 281 MB instead of 309 MB; 1M rows
+ * 0.57× instead of 0.55×, 215–225 MB instead of 271 MB. 128 MB was no better, 256 MB slower.
+ * DuckDB alone loads the same rows as fast in 10 loads as in one: what smaller loads cost is
+ * DuckDB's threads contending with Postgres and the reader more often.
+ */
+const LOAD_BYTES = 64 * 1024 * 1024;
 
 export interface CopyTarget {
   readonly plan: TablePlan;
@@ -88,6 +94,7 @@ export class CopyWriter {
   async finish(): Promise<void> {
     await this.flush();
     this.#target = null;
+    this.#discardFiles();
   }
 
   /** Makes every row written so far durable (the copy goes on). */
@@ -101,6 +108,12 @@ export class CopyWriter {
     await this.#loading?.catch(() => {});
     this.#loading = null;
     this.#target = null;
+    this.#discardFiles();
+  }
+
+  /** Hands the staging files' space back (up to 2 × 64 MB, maybe in a RAM-backed /tmp) between copies. */
+  #discardFiles(): void {
+    for (const file of this.#files) file.discard();
   }
 
   /** Hands the current file to DuckDB and switches to the other one. */

@@ -6,7 +6,7 @@
  *
  * Transactions, as the `Sink` contract asks:
  * - `beginCopy` clears the table and its copied flag and commits that at once; the rows then load
- *   in transactions of ~16 MB, and `endCopy` sets the flag once they are all committed. A copy cut
+ *   in transactions of ~64 MB, and `endCopy` sets the flag once they are all committed. A copy cut
  *   short leaves the flag unset, so the table is cleared and copied again.
  * - A change batch opens a transaction (or continues the one an earlier batch without `commit`
  *   left open); the batch with `commit` records the LSN and commits. `close` rolls back whatever

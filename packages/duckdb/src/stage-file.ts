@@ -163,6 +163,12 @@ export class StageFile {
     }
   }
 
+  /** Empties the file on disk (its space is not kept for the next batch). */
+  discard(): void {
+    this.reset();
+    this.flush();
+  }
+
   /**
    * The `read_csv` call reading this file, every column as VARCHAR (converted by the caller's SQL).
    * Empty lines are skipped by DuckDB, so callers give one-column tables a second column.

@@ -2,7 +2,7 @@
  * The pure parts, without a database: array text splitting, COPY escaping, the change collapser
  * and the type mapping.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -154,6 +154,11 @@ describe('StageFile', () => {
       const big = 'y'.repeat(1000);
       expect(batch(2000, big).length).toBe(2000 * (big.length + 2) + 6890); // 6890 digits of 0…1999
       expect(batch(2, 'z')).toBe('0\tz\n1\tz\n');
+      // Between copies the file's space goes back (a copy's loads are 64 MB).
+      batch(2000, big);
+      stage.discard();
+      expect(statSync(path).size).toBe(0);
+      expect(batch(1, 'x')).toBe('0\tx\n');
       stage.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
