@@ -163,8 +163,9 @@ export class StageFile {
     }
   }
 
-  /** Empties the file on disk (its space is not kept for the next batch). */
+  /** Empties the file on disk (its space is not kept for the next batch); creates none. */
   discard(): void {
+    if (this.#fd === null) return;
     this.reset();
     this.flush();
   }

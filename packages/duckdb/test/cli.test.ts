@@ -38,15 +38,10 @@ describe('pg-replicate --sink duckdb', () => {
       INSERT INTO items VALUES (30000, 'new', 1.5, now());
     `);
     const end = formatLsn(await currentLsn(db));
-    const run = await runCli(
-      ['--url', db.url, '--quiet', '--sink', 'duckdb', '--duckdb-path', path].concat([
-        'both',
-        'cli_pub',
-        slot,
-        '--end-lsn',
-        end,
-      ]),
-    );
+    const run = await runCli([
+      ...['--url', db.url, '--quiet', '--sink', 'duckdb', '--duckdb-path', path],
+      ...['both', 'cli_pub', slot, '--end-lsn', end],
+    ]);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     await expectEqualTables(db, path, ['public.items']);
