@@ -151,7 +151,11 @@ export class CdcLoop {
         this.#lastActivity = performance.now();
         for (const event of events) {
           if (event.type === 'keepalive') this.#serverPosition = maxLsn(this.#serverPosition, event.walEnd);
-          else await this.#onMessage(event.message, event.lsn);
+          else {
+            // Most messages (rows) need no waiting: awaiting them all cost a promise per row.
+            const pending = this.#onMessage(event.message, event.lsn);
+            if (pending !== undefined) await pending;
+          }
         }
       }
     } finally {
@@ -240,7 +244,8 @@ export class CdcLoop {
     this.#lastActivity = now;
   }
 
-  async #onMessage(message: PgoutputMessage, lsn: Lsn): Promise<void> {
+  /** Takes one message; returns a promise only when it has to wait (a batch being written). */
+  #onMessage(message: PgoutputMessage, lsn: Lsn): Promise<void> | undefined {
     switch (message.tag) {
       case 'begin':
         this.#tx = { xid: message.xid, commitLsn: message.finalLsn, commitTime: message.commitTime };
@@ -264,12 +269,11 @@ export class CdcLoop {
           performance.now() - this.#batchStarted >= this.#options.batchMaxDelayMs ||
           this.#reachesEnd(message.endLsn)
         ) {
-          await this.#flushCommitted();
+          return this.#flushCommitted();
         }
         return;
       case 'relation':
-        await this.#onRelation(message, lsn);
-        return;
+        return this.#onRelation(message, lsn);
       case 'insert':
       case 'update':
       case 'delete': {
@@ -293,7 +297,7 @@ export class CdcLoop {
           this.#push({ op: 'delete', table, old, oldIsKey: message.key !== undefined, lsn, tx });
         }
         if (this.#events.length - this.#committedCount >= this.#options.batchMaxRows) {
-          await this.#flushPart();
+          return this.#flushPart();
         }
         return;
       }
