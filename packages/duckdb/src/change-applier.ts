@@ -209,9 +209,15 @@ export class ChangeApplier {
       await this.#db.run(`DELETE FROM ${plan.target}`, `truncating ${plan.key}`);
     if (this.#catalog.changelog) {
       const file = this.#files.take();
-      stageChangelog(file, plan, [event]);
-      file.flush();
-      await this.applyStaged(new StagedChanges([{ kind: 'changelog', plan, file }]));
+      const staged = new StagedChanges([{ kind: 'changelog', plan, file }]);
+      try {
+        stageChangelog(file, plan, [event]);
+        file.flush();
+      } catch (error) {
+        this.discard(staged); // the file goes back to the pool: staging it is what failed
+        throw error;
+      }
+      await this.applyStaged(staged);
     }
   }
 
