@@ -208,16 +208,10 @@ export class ChangeApplier {
     if (this.#catalog.materialized)
       await this.#db.run(`DELETE FROM ${plan.target}`, `truncating ${plan.key}`);
     if (this.#catalog.changelog) {
-      const file = this.#files.take();
-      const staged = new StagedChanges([{ kind: 'changelog', plan, file }]);
-      try {
-        stageChangelog(file, plan, [event]);
-        file.flush();
-      } catch (error) {
-        this.discard(staged); // the file goes back to the pool: staging it is what failed
-        throw error;
-      }
-      await this.applyStaged(staged);
+      // A run of its own holding only the truncate: staged (and given back on failure) like any other.
+      const collapser = new ChangeCollapser(plan.identity);
+      const run: Run = new Map([[table, { plan, collapser, changelog: [event], replayed: false }]]);
+      await this.applyStaged(this.#stageRun(run));
     }
   }
 
@@ -244,11 +238,11 @@ export class ChangeApplier {
           stageChangelog(file, plan, changelog);
         }
       }
+      for (const step of steps) step.file.flush();
     } catch (error) {
       this.discard(new StagedChanges(steps));
       throw error;
     }
-    for (const step of steps) step.file.flush();
     return new StagedChanges(steps);
   }
 
