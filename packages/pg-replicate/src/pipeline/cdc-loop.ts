@@ -244,7 +244,7 @@ export class CdcLoop {
     this.#lastActivity = now;
   }
 
-  /** Takes one message; returns a promise only when it has to wait (a batch being written). */
+  /** Takes one message; returns a promise only when it has to wait (a batch written, a relation applied). */
   #onMessage(message: PgoutputMessage, lsn: Lsn): Promise<void> | undefined {
     switch (message.tag) {
       case 'begin':
