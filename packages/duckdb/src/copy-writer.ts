@@ -13,7 +13,7 @@
 import { type CopiedRows, CopyTextBatch, CopyTextRow, type Lsn } from 'pg-replicate';
 import { changelogCopySql } from './changelog.js';
 import { runConverting } from './conversion-errors.js';
-import type { DuckDbDatabase } from './duckdb-database.js';
+import { type DuckDbDatabase, rowGroupSizeFor } from './duckdb-database.js';
 import type { StageFile } from './stage-file.js';
 import { prepareValue } from './stage-rows.js';
 import type { TablePlan } from './table-plan.js';
@@ -40,6 +40,8 @@ export interface CopyTarget {
    * already be in the table). Only for keyed, materialized tables.
    */
   readonly upsert: boolean;
+  /** DuckDB memory for the checkpoint a change of row group size takes (the sink's, not the copy's, limit). */
+  readonly memoryLimit: string;
 }
 
 /** Stages and loads one table's copied rows at a time (see the module comment). */
@@ -50,6 +52,8 @@ export class CopyWriter {
   #target: CopyTarget | null = null;
   /** The load in progress (its file is not written to until it settles). */
   #loading: Promise<void> | null = null;
+  /** The copy's first load has chosen the row group size (by the width of its rows). */
+  #sized = false;
 
   constructor(db: DuckDbDatabase, files: readonly [StageFile, StageFile]) {
     this.#db = db;
@@ -60,6 +64,7 @@ export class CopyWriter {
   begin(target: CopyTarget): void {
     this.#target = target;
     this.#current = 0;
+    this.#sized = false;
     this.#files[0].reset();
   }
 
@@ -135,6 +140,11 @@ export class CopyWriter {
     const names = plan.columns.map((_, i) => `c${i}`);
     if (plan.columns.length === 1) names.push('_sentinel');
     const read = stage.readSql(names);
+    if (!this.#sized) {
+      this.#sized = true;
+      const rows = rowGroupSizeFor(stage.bytes / stage.rows);
+      await this.#db.useRowGroupSize(rows, `copying into ${plan.key}`, target.memoryLimit);
+    }
     await this.#db.begin();
     if (target.upsert && plan.identity.kind === 'key') {
       const keys = plan.identity.columns;

@@ -15,8 +15,6 @@ export interface OpenOptions {
   threads?: number | undefined;
   /** DuckDB `memory_limit`, e.g. `512MB` (default: DuckDB's, 80% of RAM). */
   memoryLimit?: string | undefined;
-  /** Rows per DuckDB row group of the tables the sink writes (default {@link ROW_GROUP_SIZE}). */
-  rowGroupSize?: number | undefined;
 }
 
 /**
@@ -26,6 +24,26 @@ export interface OpenOptions {
  * were twice as fast; scans lose little (a row group is still eight vectors).
  */
 export const ROW_GROUP_SIZE = 16_384;
+
+/**
+ * Bytes of staged row text a row group should hold at most, so that wide rows get smaller row
+ * groups: 200,000 rows of ~2 KB peaked at 371–375 MB with 16,384 rows per group, 293–309 MB
+ * with 8,192 and 256–259 MB with 4,096 (and loaded faster), while narrow rows (~170 bytes in the
+ * benchmark) keep 16,384: 8,192 made 5M of them 15% slower to copy, into a file 24% larger.
+ */
+const ROW_GROUP_BYTES = 12 * 1024 * 1024;
+/** DuckDB's smallest row group: one vector. */
+const MIN_ROW_GROUP_SIZE = 2048;
+
+/**
+ * Rows per row group for rows of about `bytesPerRow` bytes of staged text: {@link ROW_GROUP_SIZE}
+ * halved while a group would hold more than {@link ROW_GROUP_BYTES}, down to one vector.
+ */
+export function rowGroupSizeFor(bytesPerRow: number): number {
+  let rows = ROW_GROUP_SIZE;
+  while (rows > MIN_ROW_GROUP_SIZE && rows * bytesPerRow > ROW_GROUP_BYTES) rows /= 2;
+  return rows;
+}
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12 };
 for (const [i, unit] of ['kib', 'mib', 'gib', 'tib'].entries()) SIZE_UNITS[unit] = 1024 ** (i + 1);
@@ -73,6 +91,8 @@ export class DuckDbDatabase {
   readonly #instance: DuckDBInstance;
   readonly #connection: DuckDBConnection;
   #inTransaction = false;
+  /** Rows per row group of the file as attached now (see {@link useRowGroupSize}). */
+  #rowGroupSize = ROW_GROUP_SIZE;
   /** The settings DuckDB runs with now (DuckDB's own default when unset). */
   #settings: Partial<PhaseSettings>;
 
@@ -91,7 +111,7 @@ export class DuckDbDatabase {
   /**
    * Opens (creating if missing) the database file; `SINK_LOCKED` when another process has it.
    * The file is attached to an in-memory session rather than opened directly, because only
-   * `ATTACH` takes a row-group size (see {@link ROW_GROUP_SIZE}).
+   * `ATTACH` takes a row-group size (see {@link ROW_GROUP_SIZE} and {@link useRowGroupSize}).
    */
   static async open(path: string, options: OpenOptions = {}): Promise<DuckDbDatabase> {
     // What does not fit in memory spills beside the file, as when DuckDB opens the file itself.
@@ -104,13 +124,12 @@ export class DuckDbDatabase {
     };
     if (options.threads !== undefined) config['threads'] = String(options.threads);
     if (options.memoryLimit !== undefined) config['memory_limit'] = options.memoryLimit;
-    const rowGroupSize = options.rowGroupSize ?? ROW_GROUP_SIZE;
     const instance = await Instance.create(':memory:', config);
     let connection: DuckDBConnection | undefined;
     try {
       connection = await instance.connect();
       await connection.run(
-        `ATTACH ${literal(path)} AS ${CATALOG} (ROW_GROUP_SIZE ${rowGroupSize}); USE ${CATALOG}`,
+        `ATTACH ${literal(path)} AS ${CATALOG} (ROW_GROUP_SIZE ${ROW_GROUP_SIZE}); USE ${CATALOG}`,
       );
     } catch (error) {
       connection?.closeSync();
@@ -136,6 +155,45 @@ export class DuckDbDatabase {
     if (preserveInsertionOrder !== this.#settings.preserveInsertionOrder)
       await this.run(`SET preserve_insertion_order = ${preserveInsertionOrder}`, 'configuring loads');
     this.#settings = { ...settings };
+  }
+
+  /**
+   * Attaches the file again with `rows` rows per row group, for the rows written from now on
+   * (DuckDB takes the size per `ATTACH`, not per table; groups already written keep theirs).
+   * Done only between transactions: inside one it keeps the size it has. `what` names the work
+   * it is done for, in errors.
+   */
+  async useRowGroupSize(rows: number, what: string, memoryLimit: string): Promise<void> {
+    if (rows === this.#rowGroupSize || this.#inTransaction) return;
+    // The checkpoint rewrites what the WAL holds (a table emptied for its copy, say) under
+    // `memoryLimit`, not the copy's lower limit: DuckDB invalidates a database whose checkpoint fails.
+    const phaseLimit = this.#settings.memoryLimit;
+    const raise = phaseLimit !== undefined && phaseLimit !== memoryLimit;
+    if (raise) await this.run(`SET memory_limit = ${literal(memoryLimit)}`, 'setting the memory limit');
+    try {
+      // A DETACH whose checkpoint fails leaves the file detached: checkpoint first.
+      await this.run('CHECKPOINT', `${what}: checkpointing before the file is attached again`);
+      await this.#reattach(rows).catch((error: unknown) => {
+        throw sinkError(error, `${what}: attaching the file again with ${rows} rows per row group`);
+      });
+    } finally {
+      if (raise) await this.run(`SET memory_limit = ${literal(phaseLimit)}`, 'setting the memory limit');
+    }
+  }
+
+  async #reattach(rows: number): Promise<void> {
+    const file = literal(this.path);
+    try {
+      await this.#connection.run(
+        `USE memory; DETACH ${CATALOG}; ATTACH ${file} AS ${CATALOG} (ROW_GROUP_SIZE ${rows}); USE ${CATALOG}`,
+      );
+      this.#rowGroupSize = rows;
+    } catch (error) {
+      const size = this.#rowGroupSize;
+      const again = `ATTACH IF NOT EXISTS ${file} AS ${CATALOG} (ROW_GROUP_SIZE ${size}); USE ${CATALOG}`;
+      await this.#connection.run(again).catch(() => {});
+      throw error;
+    }
   }
 
   get inTransaction(): boolean {
@@ -230,7 +288,8 @@ export function sinkError(error: unknown, what: string): PgReplicateError {
   if (error instanceof PgReplicateError) return error;
   const message = messageOf(error).split('\n')[0] ?? '';
   const conversion = /^(Conversion|Invalid Input) Error/.test(message);
-  const memory = /^Out of Memory Error/.test(message);
+  // A checkpoint that runs out of memory fails as an I/O error that names the block it could not pin.
+  const memory = /^Out of Memory Error|failed to pin block/.test(message);
   const copying = what.startsWith('copying');
   return new PgReplicateError('SINK_ERROR', `DuckDB failed ${what}: ${message}`, {
     hint: conversion

@@ -292,6 +292,7 @@ export class DuckDbSink implements Sink {
         materialized: catalog.materialized,
         changelog: catalog.changelog,
         upsert: resume !== null,
+        memoryLimit: this.#memoryLimit(),
       });
     });
   }

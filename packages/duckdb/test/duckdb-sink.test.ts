@@ -269,6 +269,29 @@ describe('DuckDB sink', () => {
     ).rejects.toMatchObject({ code: 'SINK_ERROR', message: expect.stringMatching(/Out of Memory/) });
   });
 
+  it('gives each copied table row groups sized by the width of its rows', async () => {
+    // ~2.9 KB rows get 4,096 rows per group (12 MiB of text at most), narrow rows DuckDB-sized 16,384.
+    await db.sql(`
+      CREATE TABLE rg_wide (id int PRIMARY KEY, t text);
+      CREATE TABLE rg_narrow (id int PRIMARY KEY, t text);
+      INSERT INTO rg_wide SELECT g, repeat(md5(g::text), 90) FROM generate_series(1, 5000) g;
+      INSERT INTO rg_narrow SELECT g, 'n' || g FROM generate_series(1, 20000) g;
+      CREATE PUBLICATION pub_rg FOR TABLE rg_wide, rg_narrow;`);
+    const path = join(scratch.dir, 'row-groups.duckdb');
+    await replicate(db, { publication: 'pub_rg', mode: 'copy', sink: { path } });
+    await expectEqualTables(db, path, ['public.rg_wide', 'public.rg_narrow']);
+    const groups = async (table: string) => {
+      const rows = await queryDuckDb(
+        path,
+        `SELECT row_group_id, max(count)::int AS n FROM pragma_storage_info('public.${table}')
+          WHERE column_id = 0 GROUP BY 1 ORDER BY 1`,
+      );
+      return rows.map((row) => row['n']);
+    };
+    expect(await groups('rg_wide')).toEqual([4096, 904]);
+    expect(await groups('rg_narrow')).toEqual([16_384, 3616]);
+  });
+
   it('rolls back a transaction left open by a batch without commit when closed', async () => {
     const path = join(scratch.dir, 'open-tx.duckdb');
     const schema = twoColumnTable('opentx', 'v', 'text');

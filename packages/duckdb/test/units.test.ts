@@ -11,7 +11,7 @@ import { unescapeCopyText } from '../../pg-replicate/src/row.js';
 import { TypeRegistry } from '../../pg-replicate/src/types/type-registry.js';
 import { splitArrayText } from '../src/array-text.js';
 import { ChangeCollapser, type KeyedEntry } from '../src/change-collapser.js';
-import { smallerSize } from '../src/duckdb-database.js';
+import { rowGroupSizeFor, smallerSize } from '../src/duckdb-database.js';
 import { escapeCopyText, StageFile } from '../src/stage-file.js';
 import { rowIdentity } from '../src/table-plan.js';
 import { mapColumn, UnrepresentableValueError } from '../src/type-mapping.js';
@@ -286,6 +286,17 @@ describe('type mapping', () => {
     const interval = map(1186);
     expect(interval.prepare!('1 year 2 mons -3 days +04:05:06.000007')).toBe('14 -3 14706000007');
     expect(() => interval.prepare!('infinity')).toThrow(/infinity/);
+  });
+});
+
+describe('rowGroupSizeFor', () => {
+  it('halves 16,384 rows while a group would hold more than 12 MiB, down to one vector', () => {
+    expect(rowGroupSizeFor(170)).toBe(16_384);
+    expect(rowGroupSizeFor(768)).toBe(16_384);
+    expect(rowGroupSizeFor(769)).toBe(8192);
+    expect(rowGroupSizeFor(2070)).toBe(4096);
+    expect(rowGroupSizeFor(5000)).toBe(2048);
+    expect(rowGroupSizeFor(1e6)).toBe(2048);
   });
 });
 
