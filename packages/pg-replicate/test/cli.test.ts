@@ -148,6 +148,11 @@ describe('pg-replicate CLI', () => {
     [['cdc', 'my_publication', 's', '--end-lsn', 'nonsense'], 2, /not an LSN/],
     [['cdc', 'my_publication'], 2, /missing required argument 'slot'/],
     [
+      ['--batch-max-bytes', '0', 'cdc', 'my_publication', 's'],
+      2,
+      /--batch-max-bytes must be a whole number of at least 1/,
+    ],
+    [
       ['copy', 'no_such_publication'],
       1,
       /publication "no_such_publication" does not exist.*CREATE PUBLICATION.*\[PUBLICATION_NOT_FOUND\]/,

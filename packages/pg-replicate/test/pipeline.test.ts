@@ -306,6 +306,30 @@ describe('Pipeline (both)', () => {
     expect(sink.rows('"public"."t_bigtx"')).toEqual(await pgRows('t_bigtx'));
   });
 
+  it('cuts batches by bytes too: wide rows make smaller batches, and smaller parts of a transaction', async () => {
+    await setup('t_bytes', 0);
+    const sink = new MemorySink();
+    await pipeline('t_bytes', sink, { endLsn: await currentLsn() }).run();
+    // 40 transactions of one ~10 KB row, then one transaction of 40 such rows.
+    for (let id = 1; id <= 40; id++) {
+      await db.sql(`INSERT INTO t_bytes VALUES ($1, 'w', 1, now(), repeat('x', 10000))`, [id]);
+    }
+    await db.sql(
+      `INSERT INTO t_bytes SELECT g, 'w', 1, now(), repeat('y', 10000) FROM generate_series(41, 80) g`,
+    );
+    const end = await currentLsn();
+    sink.batches = [];
+    // Five rows pass 50,000 bytes; neither the row count nor the delay cuts a batch here.
+    await pipeline('t_bytes', sink, { endLsn: end, batchMaxBytes: 50_000, batchMaxDelayMs: 60_000 }).run();
+    const sizes = sink.batches.map((batch) => batch.events.length).filter((size) => size > 0);
+    expect(sizes).toEqual(Array(16).fill(5));
+    expect(
+      sink.batches.filter((batch) => batch.commit === undefined && batch.events.length > 0),
+    ).toHaveLength(8);
+    expect(sink.anomalies).toEqual([]);
+    expect(sink.rows('"public"."t_bytes"')).toEqual(await pgRows('t_bytes'));
+  });
+
   it('moves an idle slot forward when only unpublished tables change', async () => {
     await setup('t_idle', 1);
     await db.sql('CREATE TABLE unpublished (id int PRIMARY KEY, v text)');

@@ -151,6 +151,7 @@ async function runOnce(
     sink,
     mode: command,
     batchMaxRows: options.batchMaxRows,
+    batchMaxBytes: options.batchMaxBytes,
     batchMaxDelayMs: options.batchMaxDelay,
     copyBatchRows: options.copyBatchRows,
     copyWorkers: options.copyWorkers,

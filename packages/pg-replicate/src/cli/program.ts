@@ -33,6 +33,7 @@ export interface CliOptions {
   bqMaxBatchBytes?: number;
   bqUnrepresentable?: 'error' | 'null';
   batchMaxRows?: number;
+  batchMaxBytes?: number;
   batchMaxDelay?: number;
   copyBatchRows?: number;
   copyWorkers?: number;
@@ -172,6 +173,11 @@ export function buildProgram(handler: CommandHandler): Command {
   program
     .optionsGroup('Pipeline:')
     .option('--batch-max-rows <n>', 'changes per sink batch (default 10000)', integer('--batch-max-rows', 1))
+    .option(
+      '--batch-max-bytes <n>',
+      'bytes of changes per sink batch, as sent by Postgres (default 8388608)',
+      integer('--batch-max-bytes', 1),
+    )
     .option(
       '--batch-max-delay <ms>',
       'max wait before a batch is written (default 1000)',

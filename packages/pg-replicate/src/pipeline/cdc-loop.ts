@@ -27,6 +27,8 @@ import type { Logger, PipelineStats, ProgressEvent } from './progress.js';
 export interface CdcOptions {
   /** Rows per sink batch; also the size of the parts a large transaction is written in. */
   batchMaxRows: number;
+  /** Wire bytes of the rows of a sink batch, likewise: wide rows make smaller batches. */
+  batchMaxBytes: number;
   /** A batch is written at the first commit after it is this old. */
   batchMaxDelayMs: number;
   /** Position the sink has durably applied (transactions ending at or before it are skipped). */
@@ -86,6 +88,9 @@ export class CdcLoop {
 
   #events: ChangeEvent[] = [];
   #committedCount = 0;
+  /** Wire bytes of the row messages in `#events`, and of those up to `#committedCount`. */
+  #bytes = 0;
+  #committedBytes = 0;
   #commitLsn: Lsn | null = null;
   #firstCommitTime = 0n;
   #lastCommitTime = 0n;
@@ -153,7 +158,7 @@ export class CdcLoop {
           if (event.type === 'keepalive') this.#serverPosition = maxLsn(this.#serverPosition, event.walEnd);
           else {
             // Most messages (rows) need no waiting: awaiting them all cost a promise per row.
-            const pending = this.#onMessage(event.message, event.lsn);
+            const pending = this.#onMessage(event.message, event.lsn, event.size);
             if (pending !== undefined) await pending;
           }
         }
@@ -245,7 +250,7 @@ export class CdcLoop {
   }
 
   /** Takes one message; returns a promise only when it has to wait (a batch written, a relation applied). */
-  #onMessage(message: PgoutputMessage, lsn: Lsn): Promise<void> | undefined {
+  #onMessage(message: PgoutputMessage, lsn: Lsn, size: number): Promise<void> | undefined {
     switch (message.tag) {
       case 'begin':
         this.#tx = { xid: message.xid, commitLsn: message.finalLsn, commitTime: message.commitTime };
@@ -255,6 +260,7 @@ export class CdcLoop {
         if (!this.#skipTx) {
           this.#commitLsn = message.endLsn;
           this.#committedCount = this.#events.length;
+          this.#committedBytes = this.#bytes;
           this.#lastCommitTime = message.commitTime;
           this.#batchTransactions++;
           if (this.#batchTransactions === 1) {
@@ -266,6 +272,7 @@ export class CdcLoop {
         this.#serverPosition = maxLsn(this.#serverPosition, message.endLsn);
         if (
           this.#events.length >= this.#options.batchMaxRows ||
+          this.#bytes >= this.#options.batchMaxBytes ||
           performance.now() - this.#batchStarted >= this.#options.batchMaxDelayMs ||
           this.#reachesEnd(message.endLsn)
         ) {
@@ -280,6 +287,7 @@ export class CdcLoop {
         const table = this.#applicable(message.relation.relationId);
         if (table === undefined) return;
         const tx = this.#tx!;
+        this.#bytes += size;
         if (message.tag === 'insert') this.#push({ op: 'insert', table, new: message.new, lsn, tx });
         else if (message.tag === 'update') {
           const old = message.key ?? message.old;
@@ -296,7 +304,10 @@ export class CdcLoop {
           const old = (message.key ?? message.old)!;
           this.#push({ op: 'delete', table, old, oldIsKey: message.key !== undefined, lsn, tx });
         }
-        if (this.#events.length - this.#committedCount >= this.#options.batchMaxRows) {
+        if (
+          this.#events.length - this.#committedCount >= this.#options.batchMaxRows ||
+          this.#bytes - this.#committedBytes >= this.#options.batchMaxBytes
+        ) {
           return this.#flushPart();
         }
         return;
@@ -395,6 +406,8 @@ export class CdcLoop {
     const transactions = this.#batchTransactions;
     this.#commitLsn = null;
     this.#committedCount = 0;
+    this.#bytes -= this.#committedBytes;
+    this.#committedBytes = 0;
     this.#batchTransactions = 0;
     await this.#write(events, lsn, commitTimes, transactions);
   }
@@ -404,6 +417,7 @@ export class CdcLoop {
     await this.#flushCommitted();
     const events = this.#events;
     this.#events = [];
+    this.#bytes = 0;
     await this.#write(events, null, NO_COMMIT_TIMES, 0);
   }
 

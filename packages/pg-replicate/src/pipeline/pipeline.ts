@@ -33,12 +33,24 @@ import {
 } from './progress.js';
 import { SlotMonitor } from './slot-monitor.js';
 
+/**
+ * Rows of a batch keep the socket chunks they came in alive until the sink is done with them, and
+ * a sink may hold two batches besides the one filling: by rows alone, batches of 2 KB rows held
+ * ~60 MB. 8 MiB leaves narrow rows (~200 bytes) at 10,000 per batch.
+ */
+export const DEFAULT_BATCH_MAX_BYTES = 8 * 1024 * 1024;
+
 export interface PipelineOptions {
   source: PostgresSource;
   sink: Sink;
   mode: ReplicationMode;
   /** Max changes per sink batch (default 10 000). */
   batchMaxRows?: number;
+  /**
+   * Max bytes of changes per sink batch, as pgoutput sent them (default 8 MiB): rows of 2 KB make
+   * batches of ~4,000 changes, so memory follows bytes, not row counts.
+   */
+  batchMaxBytes?: number;
   /** Max time a committed change waits before its batch is written (default 1 000 ms). */
   batchMaxDelayMs?: number;
   /** Rows per backfill batch (default 10 000). */
@@ -121,6 +133,7 @@ export class Pipeline {
       const started = performance.now();
       const loop = new CdcLoop(source, sink, stream, {
         batchMaxRows: this.#options.batchMaxRows ?? 10_000,
+        batchMaxBytes: this.#options.batchMaxBytes ?? DEFAULT_BATCH_MAX_BYTES,
         batchMaxDelayMs: this.#options.batchMaxDelayMs ?? 1_000,
         durableLsn: state.lastLsn,
         copiedTables: mode === 'both' ? copied : null,

@@ -32,6 +32,8 @@ export interface XLogDataEvent {
   /** WAL position of this message. */
   readonly lsn: Lsn;
   readonly message: PgoutputMessage;
+  /** Bytes of the frame on the wire (what the message keeps alive), for batching by bytes. */
+  readonly size: number;
 }
 
 export interface KeepaliveEvent {
@@ -119,7 +121,7 @@ export class ReplicationStream {
           const walEnd = frame.readBigUInt64BE(start + 9);
           if (walEnd > this.#received) this.#received = walEnd;
           const message = this.#decoder.decodeAt(frame, start + XLOG_HEADER, end, lsn);
-          events.push({ type: 'xlog', lsn, message });
+          events.push({ type: 'xlog', lsn, message, size: end - start });
         } else if (kind === Frame.Keepalive) {
           if (end - start < KEEPALIVE_LENGTH) throw shortFrame('keepalive', end - start, KEEPALIVE_LENGTH);
           const walEnd = frame.readBigUInt64BE(start + 1);

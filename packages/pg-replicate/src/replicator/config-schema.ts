@@ -175,6 +175,9 @@ const sinkSchema = z
 const batchSchema = z
   .strictObject({
     maxRows: wholeNumber(1).default(10_000).describe('Changes per sink batch.'),
+    maxBytes: wholeNumber(1)
+      .default(8 * 1024 * 1024)
+      .describe('Bytes of changes per sink batch, as Postgres sent them (wide rows make smaller batches).'),
     maxDelayMs: wholeNumber(0)
       .default(1_000)
       .describe('Longest a committed change waits before its batch is written.'),

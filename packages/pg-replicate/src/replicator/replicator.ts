@@ -180,6 +180,7 @@ export class Replicator {
       ),
       mode: config.mode,
       batchMaxRows: config.batch.maxRows,
+      batchMaxBytes: config.batch.maxBytes,
       batchMaxDelayMs: config.batch.maxDelayMs,
       copyBatchRows: config.batch.copyRows,
       copyWorkers: config.batch.copyWorkers,
