@@ -5,7 +5,9 @@
  * before and after them); between cuts, each table's changes are collapsed (see
  * `change-collapser.ts`), staged to a file, and applied with a handful of statements per table:
  *
- *   rows needing unchanged TOAST values  → materialized, joined to their origin row in DuckDB
+ *   rows needing unchanged TOAST values  → UPDATE … FROM the staged rows, setting the other columns
+ *     (when the key did not change)          (one statement per set of unchanged columns)
+ *   … and whose key changed              → materialized, joined to their origin row in DuckDB
  *   keys whose old row may exist         → DELETE … USING the staged keys
  *   final rows                           → INSERT … SELECT the staged rows
  *
@@ -26,7 +28,7 @@ import {
 } from 'pg-replicate';
 import { ChangeCollapser, MergedRow, type Texts, UnappliableChangeError } from './change-collapser.js';
 import { changelogInsertSql, changelogStagedNames, stageChangelog } from './changelog.js';
-import { runConverting } from './conversion-errors.js';
+import { countConverting, runConverting } from './conversion-errors.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import type { StageFile, StageFilePool } from './stage-file.js';
 import { stageRowFields } from './stage-rows.js';
@@ -55,7 +57,10 @@ type Step =
       readonly keyColumns: readonly number[];
       readonly deletes: number;
       readonly writes: number;
+      /** Rows whose unchanged TOAST values come from a row under another key (materialized first). */
       readonly masked: number;
+      /** Rows updated in place, counted by their `_u` mask (which columns keep their value). */
+      readonly inPlace: ReadonlyMap<string, number>;
       readonly replayed: boolean;
     }
   | {
@@ -92,7 +97,7 @@ export class ChangeApplier {
   readonly #db: DuckDbDatabase;
   readonly #catalog: TableCatalog;
   readonly #files: StageFilePool;
-  /** Tables this transaction deleted rows from (their schema changes need a rebuild). */
+  /** Tables this transaction deleted or updated rows of (their schema changes need a rebuild). */
   readonly #deletedFrom = new Set<string>();
   /** By table key: changes up to this LSN may already be in the table (after a resumed copy). */
   readonly #replayUntil = new Map<string, Lsn>();
@@ -268,6 +273,7 @@ export class ChangeApplier {
     let deletes = 0;
     let writes = 0;
     let masked = 0;
+    const inPlace = new Map<string, number>();
     const width = plan.columns.length;
     for (const row of collapser.inserts) {
       // New keys: nothing to delete, no unchanged values, no origin.
@@ -281,10 +287,17 @@ export class ChangeApplier {
     }
     for (const entry of collapser.keyedEntries) {
       if (!entry.deleteExisting && entry.row === null) continue; // inserted and deleted within the run
-      file.plainField(entry.deleteExisting ? '1' : '0');
-      file.plainField(entry.row === null ? '0' : '1');
-      if (entry.unchanged === null) file.field(null);
-      else file.plainField(Array.from(entry.unchanged, (flag) => (flag === 1 ? '1' : '0')).join(''));
+      const mask =
+        entry.unchanged === null
+          ? null
+          : Array.from(entry.unchanged, (flag) => (flag === 1 ? '1' : '0')).join('');
+      // Unchanged TOAST values of a row that keeps its key: an UPDATE of the other columns, which
+      // neither rewrites the big values nor holds them in the transaction (staged `_d` = `_w` = 0).
+      const updateInPlace = mask !== null && entry.deleteExisting && sameKey(entry.origin, entry.key);
+      file.plainField(entry.deleteExisting && !updateInPlace ? '1' : '0');
+      file.plainField(entry.row === null || updateInPlace ? '0' : '1');
+      if (mask === null) file.field(null);
+      else file.plainField(mask);
       if (entry.row === null) {
         const row: Texts = new Array(width).fill(null);
         keyColumns.forEach((column, j) => {
@@ -296,11 +309,15 @@ export class ChangeApplier {
       }
       for (let j = 0; j < keyColumns.length; j++) file.field(entry.origin?.[j] ?? null);
       file.endRow();
+      if (mask !== null && updateInPlace) {
+        inPlace.set(mask, (inPlace.get(mask) ?? 0) + 1);
+        continue;
+      }
       if (entry.deleteExisting) deletes++;
       if (entry.row !== null) writes++;
-      if (entry.unchanged !== null) masked++;
+      if (mask !== null) masked++;
     }
-    return { kind: 'keyed', plan, file, keyColumns, deletes, writes, masked, replayed };
+    return { kind: 'keyed', plan, file, keyColumns, deletes, writes, masked, inPlace, replayed };
   }
 
   /** Multiset tables: each distinct row with the number of copies to add or remove. */
@@ -320,7 +337,7 @@ export class ChangeApplier {
   }
 
   async #applyKeyed(step: Extract<Step, { kind: 'keyed' }>): Promise<void> {
-    const { plan, file, keyColumns, deletes, writes, masked, replayed } = step;
+    const { plan, file, keyColumns, deletes, writes, masked, inPlace, replayed } = step;
     const names = [
       '_d',
       '_w',
@@ -351,18 +368,25 @@ export class ChangeApplier {
         `SELECT count(*) AS n FROM temp.main.${ROWS_TABLE} WHERE _missing`,
         what,
       );
-      if (Number(missing?.['n']) > 0) {
-        // Replayed over a resumed copy: the row moved out of a chunk that was copied again (an
-        // update placed it in a chunk copied before) and its unchanged values are nowhere here.
-        if (replayed) throw new ResumedCopyIncompleteError(plan.key);
-        throw new PgReplicateError(
-          'SINK_ERROR',
-          `an update of ${plan.key} kept unchanged TOAST values of a row that is not in DuckDB`,
-          {
-            hint: 'the DuckDB table does not hold the rows Postgres had: it was never copied (cdc mode streams changes only — use both), or it was edited by hand; copy the table again with a new slot (both)',
-          },
-        );
-      }
+      if (Number(missing?.['n']) > 0) throw missingOrigin(plan, replayed);
+    }
+    for (const [mask, rows] of inPlace) {
+      // The rows keep their key, and no other staged row touches it: nothing else depends on order.
+      this.#deletedFrom.add(plan.key); // as after deletes, DuckDB refuses to commit an ALTER of it
+      const match = keyColumns.map(
+        (column) => `${plan.target}.${plan.columns[column]!.sql} = ${convert(column, `s.c${column}`)}`,
+      );
+      const sets = plan.columns
+        .map((column, i) => ({ column, i }))
+        .filter(({ i }) => mask[i] === '0' && !keyColumns.includes(i))
+        .map(({ column, i }) => `${column.sql} = ${convert(i, `s.c${i}`)}`);
+      const staged = `(SELECT * FROM ${read} WHERE _w = '0' AND _u = '${mask}') AS s`;
+      const sql =
+        sets.length > 0
+          ? `UPDATE ${plan.target} SET ${sets.join(', ')} FROM ${staged} WHERE ${match.join(' AND ')}`
+          : `SELECT count(*) AS "Count" FROM ${plan.target}, ${staged} WHERE ${match.join(' AND ')}`;
+      if ((await countConverting(this.#db, sql, what, plan, read)) < rows)
+        throw missingOrigin(plan, replayed);
     }
     if (deletes > 0) {
       this.#deletedFrom.add(plan.key);
@@ -460,10 +484,29 @@ export class ChangeApplier {
   }
 }
 
+/** An update kept unchanged TOAST values of a row DuckDB does not have. */
+function missingOrigin(plan: TablePlan, replayed: boolean): Error {
+  // Replayed over a resumed copy: the row moved out of a chunk that was copied again (an update
+  // placed it in a chunk copied before) and its unchanged values are nowhere here.
+  if (replayed) return new ResumedCopyIncompleteError(plan.key);
+  return new PgReplicateError(
+    'SINK_ERROR',
+    `an update of ${plan.key} kept unchanged TOAST values of a row that is not in DuckDB`,
+    {
+      hint: 'the DuckDB table does not hold the rows Postgres had: it was never copied (cdc mode streams changes only — use both), or it was edited by hand; copy the table again with a new slot (both)',
+    },
+  );
+}
+
 function unappliable(plan: TablePlan, error: unknown): unknown {
   if (!(error instanceof UnappliableChangeError)) return error;
   return new PgReplicateError('SINK_ERROR', `cannot apply a change to ${plan.key}: ${error.message}`, {
     hint: 'give the table a primary key or REPLICA IDENTITY FULL, then copy it again with a new slot',
     cause: error,
   });
+}
+
+/** Whether a row's origin (the key its unchanged values are read under) is its own key. */
+function sameKey(origin: Texts | null, key: Texts): boolean {
+  return origin !== null && origin.length === key.length && origin.every((text, j) => text === key[j]);
 }

@@ -24,8 +24,29 @@ export async function runConverting(
   plan: TablePlan,
   read: string,
 ): Promise<void> {
+  await converting(db, plan, read, () => db.run(sql, what));
+}
+
+/** {@link runConverting} for an `UPDATE` (or `INSERT`, `DELETE`): returns how many rows it changed. */
+export async function countConverting(
+  db: DuckDbDatabase,
+  sql: string,
+  what: string,
+  plan: TablePlan,
+  read: string,
+): Promise<number> {
+  const [row] = await converting(db, plan, read, () => db.rows(sql, what));
+  return Number(row?.['Count'] ?? 0);
+}
+
+async function converting<T>(
+  db: DuckDbDatabase,
+  plan: TablePlan,
+  read: string,
+  run: () => Promise<T>,
+): Promise<T> {
   try {
-    await db.run(sql, what);
+    return await run();
   } catch (error) {
     const cause = (error as { cause?: unknown }).cause;
     const message = cause instanceof Error ? cause.message : '';

@@ -43,8 +43,9 @@ export async function readColumns(
  * adding one of the same type, with no change to the table in between.)
  *
  * `rebuild`: DuckDB cannot commit an ALTER that adds, drops or retypes a column of a table whose
- * committed rows the same transaction deleted ("another transaction has altered this table"), so
- * such a table is rebuilt instead — copied into a new table of the wanted shape that replaces it.
+ * committed rows the same transaction deleted or updated ("another transaction has altered this
+ * table"), so such a table is rebuilt instead — copied into a new table of the wanted shape that
+ * replaces it.
  */
 export async function syncTable(
   db: DuckDbDatabase,

@@ -106,6 +106,38 @@ describe('applying changes', () => {
     await expectEqualTables(db, path, ['public.docs']);
   });
 
+  it('updates rows with unchanged TOAST values in place, also before a schema change in the same transaction', async () => {
+    await db.sql(`
+      CREATE TABLE inplace (id int PRIMARY KEY, n int, body text, note text);
+      ALTER TABLE inplace ALTER COLUMN body SET STORAGE EXTERNAL;
+      CREATE PUBLICATION inplace FOR TABLE inplace;
+      INSERT INTO inplace SELECT g, 0, ${BIG}, NULL FROM generate_series(1, 30) g;`);
+    const path = join(scratch.dir, 'inplace.duckdb');
+    await run('inplace', new DuckDbSink({ path }));
+    // Two sets of unchanged columns in one batch (body; body and note), then an ALTER after them.
+    await db.sql(`
+      UPDATE inplace SET note = 'noted' WHERE id > 20;
+      BEGIN; UPDATE inplace SET n = n + 1; UPDATE inplace SET note = 'again' WHERE id <= 10;
+        ALTER TABLE inplace ADD COLUMN extra int; UPDATE inplace SET extra = 7 WHERE id <= 5; COMMIT;`);
+    const counting = new CountingSink(new DuckDbSink({ path }));
+    await run('inplace', counting);
+    expect(counting.unchangedToast).toBeGreaterThanOrEqual(55);
+    await expectEqualTables(db, path, ['public.inplace']);
+
+    // A row DuckDB lacks cannot be updated in place: named, never silently skipped.
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const instance = await DuckDBInstance.create(path);
+    const connection = await instance.connect();
+    await connection.run('DELETE FROM public.inplace WHERE id = 30');
+    connection.closeSync();
+    instance.closeSync();
+    await db.sql(`UPDATE inplace SET n = 100 WHERE id >= 29`);
+    await expect(run('inplace', new DuckDbSink({ path }))).rejects.toMatchObject({
+      code: 'SINK_ERROR',
+      message: expect.stringMatching(/kept unchanged TOAST values of a row that is not in DuckDB/),
+    });
+  });
+
   it('applies truncates in order with the changes around them', async () => {
     await db.sql(`
       CREATE TABLE ta (id int PRIMARY KEY, v text);
