@@ -196,6 +196,19 @@ export class DuckDbDatabase {
     }
   }
 
+  /**
+   * Drops what DuckDB keeps cached beyond `limit` — blocks it wrote or read, kept up to its
+   * `memory_limit` although a batch that follows rarely needs them — by lowering the limit to
+   * `limit` and back. A DuckDB that cannot get down to it (memory still pinned) keeps what it has.
+   * Only between transactions: a `SET` that fails aborts the transaction it runs in.
+   */
+  async releaseCache(limit: string): Promise<void> {
+    const current = this.#settings.memoryLimit;
+    if (current === undefined || current === limit || this.#inTransaction) return;
+    await this.#connection.run(`SET memory_limit = ${literal(limit)}`).catch(() => {});
+    await this.run(`SET memory_limit = ${literal(current)}`, 'setting the memory limit');
+  }
+
   get inTransaction(): boolean {
     return this.#inTransaction;
   }
