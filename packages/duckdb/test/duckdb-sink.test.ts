@@ -10,6 +10,7 @@ import type { RowData, TableSchema } from '../../pg-replicate/src/index.js';
 import { Pipeline } from '../../pg-replicate/src/pipeline/pipeline.js';
 import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js';
 import { TypeRegistry } from '../../pg-replicate/src/types/type-registry.js';
+import { DuckDbDatabase } from '../src/duckdb-database.js';
 import { DuckDbSink } from '../src/index.js';
 import {
   currentLsn,
@@ -290,6 +291,35 @@ describe('DuckDB sink', () => {
     };
     expect(await groups('rg_wide')).toEqual([4096, 904]);
     expect(await groups('rg_narrow')).toEqual([16_384, 3616]);
+  });
+
+  it('hands back the blocks DuckDB keeps cached, between transactions only', async () => {
+    const database = await DuckDbDatabase.open(join(scratch.dir, 'cache.duckdb'), { memoryLimit: '256MB' });
+    const cached = async () => {
+      const [row] = await database.rows(
+        'SELECT sum(memory_usage_bytes)::DOUBLE AS bytes FROM duckdb_memory()',
+        'reading memory use',
+      );
+      return Number(row!['bytes']);
+    };
+    try {
+      await database.run(
+        `CREATE TABLE cached AS SELECT range AS id, md5(range::VARCHAR) || md5((range + 1)::VARCHAR) AS s FROM range(2000000)`,
+        'loading',
+      );
+      await database.rows('SELECT sum(length(s)) AS n FROM cached', 'reading');
+      expect(await cached()).toBeGreaterThan(40e6);
+      await database.begin();
+      await database.releaseCache('16MB');
+      expect(await cached()).toBeGreaterThan(40e6);
+      await database.commit();
+      await database.releaseCache('16MB');
+      expect(await cached()).toBeLessThanOrEqual(16e6);
+      const [limit] = await database.rows(`SELECT current_setting('memory_limit') AS v`, 'reading the limit');
+      expect(limit!['v']).toBe('244.1 MiB');
+    } finally {
+      await database.close();
+    }
   });
 
   it('rolls back a transaction left open by a batch without commit when closed', async () => {
