@@ -169,6 +169,7 @@ export class DuckDbDatabase {
     // `memoryLimit`, not the copy's lower limit: DuckDB invalidates a database whose checkpoint fails.
     const phaseLimit = this.#settings.memoryLimit;
     const raise = phaseLimit !== undefined && phaseLimit !== memoryLimit;
+    const restore = `SET memory_limit = ${literal(phaseLimit ?? memoryLimit)}`;
     if (raise) await this.run(`SET memory_limit = ${literal(memoryLimit)}`, 'setting the memory limit');
     try {
       // A DETACH whose checkpoint fails leaves the file detached: checkpoint first.
@@ -176,9 +177,11 @@ export class DuckDbDatabase {
       await this.#reattach(rows).catch((error: unknown) => {
         throw sinkError(error, `${what}: attaching the file again with ${rows} rows per row group`);
       });
-    } finally {
-      if (raise) await this.run(`SET memory_limit = ${literal(phaseLimit)}`, 'setting the memory limit');
+    } catch (error) {
+      if (raise) await this.#connection.run(restore).catch(() => {}); // the failure is what to report
+      throw error;
     }
+    if (raise) await this.run(restore, 'setting the memory limit');
   }
 
   async #reattach(rows: number): Promise<void> {

@@ -8,10 +8,12 @@
  * `sink.stateFile` ↔ `StdoutSinkOptions.stateFile`); connection fields keep libpq's names
  * (`sslmode`, `sslrootcert`) because that is what Postgres operators know.
  */
+
 import { accessSync, constants } from 'node:fs';
 import { z } from 'zod';
 import { DUCKDB_SIZE } from '../cli/sinks.js';
 import { SSL_MODES } from '../connection/connection-options.js';
+import { DEFAULT_BATCH_MAX_BYTES } from '../pipeline/pipeline.js';
 
 /** Log levels, most to least verbose (`silent` turns logging off). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -176,7 +178,7 @@ const batchSchema = z
   .strictObject({
     maxRows: wholeNumber(1).default(10_000).describe('Changes per sink batch.'),
     maxBytes: wholeNumber(1)
-      .default(8 * 1024 * 1024)
+      .default(DEFAULT_BATCH_MAX_BYTES)
       .describe('Bytes of changes per sink batch, as Postgres sent them (wide rows make smaller batches).'),
     maxDelayMs: wholeNumber(0)
       .default(1_000)
