@@ -222,7 +222,7 @@ describe('pg-replicate run', () => {
       'sink.path: required',
       'sink.paht: unknown field (did you mean "path"?); expected one of type, stateFile, path, memoryLimit, copyMemoryLimit, project, dataset, keyFile, location, maxStaleness, maxBatchBytes, unrepresentable',
       'batch.maxDelayMs: expected a value ≥ 0, got -1',
-      'batch.max_rows: unknown field (did you mean "maxRows"?); expected one of maxRows, maxDelayMs, copyRows, copyWorkers',
+      'batch.max_rows: unknown field (did you mean "maxRows"?); expected one of maxRows, maxBytes, maxDelayMs, copyRows, copyWorkers',
       'http.port: expected a number, got "eighty" (from PG_REPLICATE_HTTP_PORT)',
       'log.level: expected one of trace, debug, info, warn, error, fatal, silent, got "loud"',
     ]);
