@@ -370,23 +370,25 @@ export class ChangeApplier {
       );
       if (Number(missing?.['n']) > 0) throw missingOrigin(plan, replayed);
     }
-    for (const [mask, rows] of inPlace) {
+    if (inPlace.size > 0) {
       // The rows keep their key, and no other staged row touches it: nothing else depends on order.
       this.#deletedFrom.add(plan.key); // as after deletes, DuckDB refuses to commit an ALTER of it
-      const match = keyColumns.map(
-        (column) => `${plan.target}.${plan.columns[column]!.sql} = ${convert(column, `s.c${column}`)}`,
-      );
-      const sets = plan.columns
-        .map((column, i) => ({ column, i }))
-        .filter(({ i }) => mask[i] === '0' && !keyColumns.includes(i))
-        .map(({ column, i }) => `${column.sql} = ${convert(i, `s.c${i}`)}`);
-      const staged = `(SELECT * FROM ${read} WHERE _w = '0' AND _u = '${mask}') AS s`;
-      const sql =
-        sets.length > 0
-          ? `UPDATE ${plan.target} SET ${sets.join(', ')} FROM ${staged} WHERE ${match.join(' AND ')}`
-          : `SELECT count(*) AS "Count" FROM ${plan.target}, ${staged} WHERE ${match.join(' AND ')}`;
-      if ((await countConverting(this.#db, sql, what, plan, read)) < rows)
-        throw missingOrigin(plan, replayed);
+      const match = keyColumns
+        .map((column) => `${plan.target}.${plan.columns[column]!.sql} = ${convert(column, `s.c${column}`)}`)
+        .join(' AND ');
+      for (const [mask, rows] of inPlace) {
+        const sets = plan.columns
+          .map((column, i) => ({ column, i }))
+          .filter(({ i }) => mask[i] === '0' && !keyColumns.includes(i))
+          .map(({ column, i }) => `${column.sql} = ${convert(i, `s.c${i}`)}`);
+        const staged = `(SELECT * FROM ${read} WHERE _w = '0' AND _u = '${mask}') AS s`;
+        const sql =
+          sets.length > 0
+            ? `UPDATE ${plan.target} SET ${sets.join(', ')} FROM ${staged} WHERE ${match}`
+            : `SELECT count(*) AS "Count" FROM ${plan.target}, ${staged} WHERE ${match}`;
+        if ((await countConverting(this.#db, sql, what, plan, read)) < rows)
+          throw missingOrigin(plan, replayed);
+      }
     }
     if (deletes > 0) {
       this.#deletedFrom.add(plan.key);

@@ -150,8 +150,7 @@ export class DuckDbDatabase {
   /** Applies the settings of a phase, running `SET` only for those that change. */
   async configure(settings: PhaseSettings): Promise<void> {
     const { memoryLimit, preserveInsertionOrder } = settings;
-    if (memoryLimit !== this.#settings.memoryLimit)
-      await this.run(`SET memory_limit = ${literal(memoryLimit)}`, 'setting the memory limit');
+    if (memoryLimit !== this.#settings.memoryLimit) await this.#setMemoryLimit(memoryLimit);
     if (preserveInsertionOrder !== this.#settings.preserveInsertionOrder)
       await this.run(`SET preserve_insertion_order = ${preserveInsertionOrder}`, 'configuring loads');
     this.#settings = { ...settings };
@@ -168,9 +167,8 @@ export class DuckDbDatabase {
     // The checkpoint rewrites what the WAL holds (a table emptied for its copy, say) under
     // `memoryLimit`, not the copy's lower limit: DuckDB invalidates a database whose checkpoint fails.
     const phaseLimit = this.#settings.memoryLimit;
-    const raise = phaseLimit !== undefined && phaseLimit !== memoryLimit;
-    const restore = `SET memory_limit = ${literal(phaseLimit ?? memoryLimit)}`;
-    if (raise) await this.run(`SET memory_limit = ${literal(memoryLimit)}`, 'setting the memory limit');
+    const restore = phaseLimit !== undefined && phaseLimit !== memoryLimit ? phaseLimit : null;
+    if (restore !== null) await this.#setMemoryLimit(memoryLimit);
     try {
       // A DETACH whose checkpoint fails leaves the file detached: checkpoint first.
       await this.run('CHECKPOINT', `${what}: checkpointing before the file is attached again`);
@@ -178,10 +176,10 @@ export class DuckDbDatabase {
         throw sinkError(error, `${what}: attaching the file again with ${rows} rows per row group`);
       });
     } catch (error) {
-      if (raise) await this.#connection.run(restore).catch(() => {}); // the failure is what to report
+      if (restore !== null) await this.#setMemoryLimit(restore).catch(() => {}); // report the failure
       throw error;
     }
-    if (raise) await this.run(restore, 'setting the memory limit');
+    if (restore !== null) await this.#setMemoryLimit(restore);
   }
 
   async #reattach(rows: number): Promise<void> {
@@ -208,8 +206,13 @@ export class DuckDbDatabase {
   async releaseCache(limit: string): Promise<void> {
     const current = this.#settings.memoryLimit;
     if (current === undefined || current === limit || this.#inTransaction) return;
-    await this.#connection.run(`SET memory_limit = ${literal(limit)}`).catch(() => {});
-    await this.run(`SET memory_limit = ${literal(current)}`, 'setting the memory limit');
+    await this.#setMemoryLimit(limit).catch(() => {});
+    await this.#setMemoryLimit(current);
+  }
+
+  /** Sets DuckDB's `memory_limit` (not what the phase's settings record: callers restore it). */
+  #setMemoryLimit(limit: string): Promise<void> {
+    return this.run(`SET memory_limit = ${literal(limit)}`, 'setting the memory limit');
   }
 
   get inTransaction(): boolean {
