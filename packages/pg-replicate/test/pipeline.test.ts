@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { formatLsn, type Lsn, parseLsn } from '../src/lsn.js';
 import { Pipeline, type PipelineOptions } from '../src/pipeline/pipeline.js';
 import { PostgresSource } from '../src/source/postgres-source.js';
@@ -162,6 +163,52 @@ describe('Pipeline (both)', () => {
     expect(plans[0]).toBeGreaterThanOrEqual(2);
     expect(sink.anomalies).toEqual([]);
     expect(sink.rows('"public"."t_chunked"')).toEqual(await pgRows('t_chunked'));
+  });
+
+  it('copies many tables and chunks on a few connections, each reused for the next chunk, and leaves none open', async () => {
+    const tables = ['t_many_1', 't_many_2', 't_many_3', 't_many_4'];
+    for (const [i, table] of tables.entries()) {
+      await db.sql(`
+        CREATE TABLE ${table} (id int PRIMARY KEY, name text, qty int, updated timestamptz, payload text);
+        INSERT INTO ${table} SELECT g, 'name ' || g, g % 100, '2024-01-01'::timestamptz + g * interval '1 second', NULL
+          FROM generate_series(1, ${i === 0 ? 30_000 : 500}) g;`);
+    }
+    await db.sql(`CREATE PUBLICATION pub_t_many FOR TABLE ${tables.join(', ')}`);
+    await db.sql(`VACUUM ANALYZE t_many_1`);
+    const source = new PostgresSource({ connection: db.options, publication: 'pub_t_many' });
+    const plans: number[] = [];
+    const plan = source.planChunks.bind(source);
+    source.planChunks = async (...args) => {
+      const chunks = await plan(...args);
+      plans.push(chunks.chunks.length);
+      return chunks;
+    };
+    const connects = vi.spyOn(Socket.prototype, 'connect');
+    const sink = new MemorySink();
+    let sockets = 0;
+    try {
+      await new Pipeline({ source, sink, mode: 'copy', copyWorkers: 2, copyChunkPages: 20 }).run();
+    } finally {
+      sockets = connects.mock.calls.length;
+      connects.mockRestore();
+    }
+    expect(plans).toEqual([2, 1, 1, 1]);
+    // The preflight's, the snapshot's, the lock's and two COPY connections (one per chunk: 8).
+    expect(sockets).toBe(5);
+    for (const table of tables) expect(sink.rows(`"public"."${table}"`)).toEqual(await pgRows(table));
+    expect(sink.anomalies).toEqual([]);
+    await waitFor(
+      async () =>
+        Number(
+          (
+            await db.sql<{ n: string }>(
+              `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pg-replicate'`,
+            )
+          )[0]!.n,
+        ) === 0,
+      10_000,
+      'the copy connections to close',
+    );
   });
 
   it('holds TRUNCATE off while copying (it would empty the table under the snapshot), then streams it', async () => {

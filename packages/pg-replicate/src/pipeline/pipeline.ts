@@ -93,6 +93,9 @@ export class Pipeline {
     const { source, sink, mode, signal } = this.#options;
     const onProgress = this.#options.onProgress ?? (() => {});
     try {
+      // A backfill needs connections for its snapshot (copy mode), table lock and COPY: open them
+      // while the preflight runs rather than one after another later.
+      if (mode !== 'cdc') source.warmUp(mode === 'copy' ? 3 : 2);
       const preflight = await source.open(mode);
       this.#logger.info(
         `connected to ${source.description} (Postgres ${Math.floor(preflight.server.versionNum / 10000)}), ${preflight.tables.length} table(s) in ${source.publications.join(', ')}`,
@@ -123,6 +126,7 @@ export class Pipeline {
         } else {
           this.#logger.info('every table is already copied');
         }
+        await source.closeIdleConnections();
       }
       if (mode === 'copy') return { stats: this.stats, stopped: signal?.aborted ?? false };
 

@@ -14,6 +14,7 @@ import {
   describeConnection,
   resolveConnection,
 } from '../connection/connection-options.js';
+import { IdleConnections } from '../connection/idle-connections.js';
 import type { CopyTextBatch } from '../copy-batch.js';
 import { PgReplicateError } from '../errors.js';
 import type { Lsn } from '../lsn.js';
@@ -80,10 +81,13 @@ export class PostgresSource {
   #controlQueue: Promise<void> = Promise.resolve();
   #replication: ReplicationConnection | null = null;
   #preflight: PreflightResult | null = null;
+  /** Ordinary connections for the snapshot, the table lock and the COPYs (see {@link warmUp}). */
+  readonly #idle: IdleConnections;
 
   constructor(options: PostgresSourceOptions) {
     this.#options = options;
     this.connection = resolveConnection(options.connection);
+    this.#idle = new IdleConnections(this.connection);
     this.publications = typeof options.publication === 'string' ? [options.publication] : options.publication;
     this.slot = options.slot;
   }
@@ -108,6 +112,19 @@ export class PostgresSource {
     );
     this.#preflight = result;
     return result;
+  }
+
+  /**
+   * Starts opening `connections` ordinary connections for a backfill about to begin, so that the
+   * snapshot, the table lock and the first COPY do not each wait for one in turn.
+   */
+  warmUp(connections: number): void {
+    this.#idle.warm(connections);
+  }
+
+  /** Closes the connections a backfill left idle (streaming does not use them). */
+  async closeIdleConnections(): Promise<void> {
+    await this.#idle.close();
   }
 
   get tables(): readonly PublishedTable[] {
@@ -193,7 +210,7 @@ export class PostgresSource {
 
   /** A snapshot exported by an ordinary transaction, held open until released. */
   async #exportSnapshot(): Promise<Snapshot> {
-    const holder = await connect(this.connection);
+    const holder = await this.#idle.take();
     try {
       await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const result = await holder.query<{ name: string }>('SELECT pg_export_snapshot() AS name');
@@ -201,10 +218,7 @@ export class PostgresSource {
         name: result.rows[0]!.name,
         lsn: null,
         createdSlot: false,
-        release: async () => {
-          await holder.query('COMMIT').catch(() => {});
-          await holder.end().catch(() => {});
-        },
+        release: () => this.#commitAndGiveBack(holder),
       };
     } catch (error) {
       await holder.end().catch(() => {});
@@ -283,7 +297,7 @@ export class PostgresSource {
    * Returns the function that releases the locks.
    */
   async lockForCopy(tables: readonly PublishedTable[], snapshot: Snapshot): Promise<() => Promise<void>> {
-    const client = await connect(this.connection);
+    const client = await this.#idle.take();
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       if (snapshot.name !== null) await client.query(`SET TRANSACTION SNAPSHOT '${snapshot.name}'`);
@@ -304,10 +318,7 @@ export class PostgresSource {
           { hint: 'run again: the copy starts over from a new snapshot' },
         );
       }
-      return async () => {
-        await client.query('COMMIT').catch(() => {});
-        await client.end().catch(() => {});
-      };
+      return () => this.#commitAndGiveBack(client);
     } catch (error) {
       await client.end().catch(() => {});
       throw error instanceof PgReplicateError ? error : sourceError(error, 'locking the tables to copy');
@@ -323,7 +334,7 @@ export class PostgresSource {
     snapshot: Snapshot,
     options: CopyTableOptions = {},
   ): AsyncGenerator<CopyTextBatch, void, undefined> {
-    const client = await connect(this.connection);
+    const client = await this.#idle.take();
     let finished = false;
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -341,7 +352,7 @@ export class PostgresSource {
         sourceError(error, `copying ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`)
       );
     } finally {
-      if (finished) await client.end().catch(() => {});
+      if (finished) this.#idle.give(client);
       // An abandoned COPY leaves the connection mid-stream: drop it rather than wait for the rest.
       else client.connection.stream.destroy();
     }
@@ -423,10 +434,21 @@ export class PostgresSource {
   }
 
   async close(): Promise<void> {
+    await this.#idle.close();
     await this.#replication?.close();
     this.#replication = null;
     await this.#control?.end().catch(() => {});
     this.#control = null;
+  }
+
+  /** Ends the transaction on `client` and keeps the connection for the next one (or closes it). */
+  async #commitAndGiveBack(client: pg.Client): Promise<void> {
+    try {
+      await client.query('COMMIT');
+      this.#idle.give(client);
+    } catch {
+      await client.end().catch(() => {});
+    }
   }
 
   async #replicationConnection(): Promise<ReplicationConnection> {
