@@ -56,6 +56,18 @@ function pipeline(table: string, sink: MemorySink, extra: Partial<PipelineOption
   return new Pipeline({ source, sink, mode: 'both', batchMaxDelayMs: 20, ...extra });
 }
 
+/** The number of chunks of each table `source` plans, as it plans them. */
+function recordChunkCounts(source: PostgresSource): number[] {
+  const counts: number[] = [];
+  const plan = source.planChunks.bind(source);
+  source.planChunks = async (...args) => {
+    const chunks = await plan(...args);
+    counts.push(chunks.chunks.length);
+    return chunks;
+  };
+  return counts;
+}
+
 /** Random inserts, updates (incl. key changes), deletes, each in its own transaction. */
 async function randomWrites(table: string, count: number, seed: number): Promise<void> {
   let state = seed;
@@ -140,13 +152,7 @@ describe('Pipeline (both)', () => {
       publication: 'pub_t_chunked',
       slot: 'slot_t_chunked',
     });
-    const plans: number[] = [];
-    const plan = source.planChunks.bind(source);
-    source.planChunks = async (...args) => {
-      const chunks = await plan(...args);
-      plans.push(chunks.chunks.length);
-      return chunks;
-    };
+    const plans = recordChunkCounts(source);
     const controller = new AbortController();
     const running = new Pipeline({
       source,
@@ -176,13 +182,7 @@ describe('Pipeline (both)', () => {
     await db.sql(`CREATE PUBLICATION pub_t_many FOR TABLE ${tables.join(', ')}`);
     await db.sql(`VACUUM ANALYZE t_many_1`);
     const source = new PostgresSource({ connection: db.options, publication: 'pub_t_many' });
-    const plans: number[] = [];
-    const plan = source.planChunks.bind(source);
-    source.planChunks = async (...args) => {
-      const chunks = await plan(...args);
-      plans.push(chunks.chunks.length);
-      return chunks;
-    };
+    const plans = recordChunkCounts(source);
     const connects = vi.spyOn(Socket.prototype, 'connect');
     const sink = new MemorySink();
     let sockets = 0;
