@@ -216,7 +216,7 @@ export class DuckDbSink implements Sink {
     if (this.#streaming) for (const table of tables) checkIdentity(table, this.#options.appendOnlyWithoutKey);
     await this.#guard(() =>
       db.transaction(async () => {
-        for (const table of tables) await catalog.create(table);
+        await catalog.create(tables);
       }),
     );
   }

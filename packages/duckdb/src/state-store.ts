@@ -60,6 +60,11 @@ interface StoredPlan {
 export class StateStore {
   readonly #db: DuckDbDatabase;
   readonly #pipeline: string;
+  /**
+   * What {@link describeTable} last wrote for each table (a table's key and columns only change
+   * with its schema). A failed transaction ends the sink's session, so this never outlives a rollback.
+   */
+  readonly #described = new Map<string, string>();
 
   constructor(db: DuckDbDatabase, pipelineId: string) {
     this.#db = db;
@@ -171,6 +176,7 @@ export class StateStore {
       JSON.stringify(table.columns.map((column) => ({ name: column.name, type: column.typeName }))),
     );
     const keys = `[${keyColumns.map(literal).join(', ')}]::VARCHAR[]`;
+    if (this.#described.get(key) === `${keys} ${columns}`) return;
     await this.#db.run(
       `UPDATE ${STATE_SCHEMA}.tables SET key_columns = ${keys}, pg_columns = ${columns}, updated_at = now()
         WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key};
@@ -179,6 +185,7 @@ export class StateStore {
         WHERE NOT EXISTS (SELECT 1 FROM ${STATE_SCHEMA}.tables WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key})`,
       `recording the schema of ${tableKey(table)}`,
     );
+    this.#described.set(key, `${keys} ${columns}`);
   }
 }
 

@@ -32,8 +32,31 @@ export async function readColumns(
   return new Map(rows.map((row) => [row.column_name, row.data_type]));
 }
 
+/** The columns of every table of the database, by qualified name (one query, however many tables). */
+export async function readAllColumns(db: DuckDbDatabase): Promise<Map<string, Map<string, string>>> {
+  const rows = await db.rows<{
+    schema_name: string;
+    table_name: string;
+    column_name: string;
+    data_type: string;
+  }>(
+    `SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns()
+      WHERE database_name = current_database() ORDER BY schema_name, table_name, column_index`,
+    'reading the columns of the tables',
+  );
+  const tables = new Map<string, Map<string, string>>();
+  for (const row of rows) {
+    const key = qualified(row.schema_name, row.table_name);
+    let columns = tables.get(key);
+    if (columns === undefined) tables.set(key, (columns = new Map()));
+    columns.set(row.column_name, row.data_type);
+  }
+  return tables;
+}
+
 /**
- * Creates the table, or alters it to have exactly `wanted` columns.
+ * Creates the table, or alters it to have exactly `wanted` columns; returns whether it did either.
+ * `known`: its columns now, if the caller knows them (null: it does not exist), saving a read.
  *
  * Renames: pgoutput's Relation message does not say that a column was renamed, only that a name
  * disappeared and another appeared. Postgres keeps a renamed column in its place, and DuckDB's
@@ -53,16 +76,18 @@ export async function syncTable(
   table: string,
   wanted: readonly WantedColumn[],
   rebuild = false,
-): Promise<void> {
+  known?: ReadonlyMap<string, string> | null,
+): Promise<boolean> {
   const target = qualified(schema, table);
   const what = `altering ${target}`;
-  await db.run(`CREATE SCHEMA IF NOT EXISTS ${ident(schema)}`, `creating schema ${ident(schema)}`);
-  const actual = await readColumns(db, schema, table);
-  if (actual === null) {
+  const read = known === undefined ? await readColumns(db, schema, table) : known;
+  if (read === null) {
+    await db.run(`CREATE SCHEMA IF NOT EXISTS ${ident(schema)}`, `creating schema ${ident(schema)}`);
     const columns = wanted.map((column) => `${ident(column.name)} ${column.duckType}`).join(', ');
     await db.run(`CREATE TABLE ${target} (${columns})`, `creating ${target}`);
-    return;
+    return true;
   }
+  const actual = new Map(read);
   const wantedNames = new Set(wanted.map((column) => column.name));
   const actualNames = [...actual.keys()];
   let renames = 0;
@@ -80,22 +105,35 @@ export async function syncTable(
     actual.clear();
     for (const [name, type] of renamed ?? []) actual.set(name, type);
   }
-  const retype = (column: WantedColumn, type: string | undefined) =>
-    type !== undefined && type !== column.duckType && type !== 'VARCHAR';
   const changed =
     actual.size !== wanted.length ||
-    wanted.some((column) => !actual.has(column.name) || retype(column, actual.get(column.name)));
-  if (!changed) return;
-  if (rebuild) {
-    await rebuildTable(db, schema, table, wanted, actual);
-    return;
-  }
+    wanted.some((column) => !actual.has(column.name) || retyped(column, actual.get(column.name)));
+  if (!changed) return renames > 0;
+  if (rebuild) await rebuildTable(db, schema, table, wanted, actual);
+  else await alterTable(db, target, wanted, actual);
+  return true;
+}
+
+/** Whether a column of DuckDB type `type` must change type (VARCHAR holds any Postgres text). */
+function retyped(column: WantedColumn, type: string | undefined): boolean {
+  return type !== undefined && type !== column.duckType && type !== 'VARCHAR';
+}
+
+/** Adds, retypes and drops columns until the table has the `wanted` ones (see {@link syncTable}). */
+async function alterTable(
+  db: DuckDbDatabase,
+  target: string,
+  wanted: readonly WantedColumn[],
+  actual: ReadonlyMap<string, string>,
+): Promise<void> {
+  const what = `altering ${target}`;
+  const wantedNames = new Set(wanted.map((column) => column.name));
   for (const column of wanted) {
     const type = actual.get(column.name);
     const name = ident(column.name);
     if (type === undefined) {
       await db.run(`ALTER TABLE ${target} ADD COLUMN ${name} ${column.duckType}`, what);
-    } else if (retype(column, type)) {
+    } else if (retyped(column, type)) {
       await db.run(
         `ALTER TABLE ${target} ALTER COLUMN ${name} SET DATA TYPE ${column.duckType} USING CAST(${name} AS ${column.duckType})`,
         what,
