@@ -73,8 +73,10 @@ async function main(): Promise<void> {
     await cluster.query(`
       CREATE TABLE bench (${COLUMNS});
       CREATE TABLE bench_cdc (${COLUMNS});
+      CREATE TABLE bench_empty (${COLUMNS});
       CREATE PUBLICATION bench_pub FOR TABLE bench;
       CREATE PUBLICATION cdc_pub FOR TABLE bench_cdc;
+      CREATE PUBLICATION empty_pub FOR TABLE bench_empty;
     `);
     log('loading the backfill table');
     await cluster.query(`INSERT INTO bench ${ROW_EXPR(1, ROWS)}`);
@@ -137,6 +139,9 @@ async function main(): Promise<void> {
         }
       }
     }
+
+    let startup: string[] = [];
+    if (!args.only || args.only === 'backfill') startup = await measureStartup(ours, work);
 
     if (!args.only || args.only === 'cdc') {
       const consumers = ['recvlogical', 'null', ...(args['no-duckdb'] ? [] : ['duckdb'])];
@@ -217,7 +222,7 @@ async function main(): Promise<void> {
     let lag: string[] = [];
     if (!args.only || args.only === 'lag') lag = await measureLag(cluster, work);
 
-    printReport(version!.v, lag);
+    printReport(version!.v, [...startup, ...lag]);
   } finally {
     await cluster.destroy();
     rmSync(work, { recursive: true, force: true });
@@ -242,6 +247,36 @@ async function measure(
     log(`${name}: ${Math.round(rows / result.seconds).toLocaleString('en-US')} rows/s`);
   }
   results.push({ group, name, rowsPerSecond: summarize(rates), peakRssMb: peak, limit });
+}
+
+/**
+ * The fixed cost in every run above: the CLI copying an empty table (process start, modules,
+ * connections, catalog, snapshot, and for DuckDB opening and closing the file).
+ */
+async function measureStartup(ours: readonly string[], work: string): Promise<string[]> {
+  const sinks = args['no-duckdb'] ? ['null'] : ['null', 'duckdb'];
+  const parts: string[] = [];
+  for (const sink of sinks) {
+    const seconds: number[] = [];
+    for (let rep = 0; rep <= REPS; rep++) {
+      const path = join(work, `empty-${rep}.duckdb`);
+      const run = await runMeasured(process.execPath, [
+        BIN,
+        ...ours,
+        '--sink',
+        sink,
+        '--duckdb-path',
+        path,
+        'copy',
+        'empty_pub',
+      ]);
+      if (rep > 0) seconds.push(run.seconds);
+    }
+    parts.push(`${sink} ${summarize(seconds).median.toFixed(2)} s`);
+  }
+  const line = `Start-up (the CLI copying an empty table, start to exit; part of every run above): ${parts.join(', ')}`;
+  log(line);
+  return [line];
 }
 
 /** Lag from commit to durable, at a steady 10k rows/s (100 transactions of 100 rows a second). */
