@@ -53,11 +53,11 @@ export class TableCatalog {
   }
 
   /**
-   * At start: creates the DuckDB tables that do not exist yet (reading the columns of all tables
-   * in one query before and after: one per table cost ~4 ms each, and more the more tables). Existing tables are left as they
-   * are: their shape matches the position the sink stopped at, while `table` is the catalog's
-   * shape now, which may be ahead of the changes still to come; the first change of each table
-   * (or its copy) brings it up to date through {@link plan}.
+   * At start: creates the DuckDB tables that do not exist yet. Existing tables are left as they
+   * are: their shape matches the position the sink stopped at, while `tables` are the catalog's
+   * shapes now, which may be ahead of the changes still to come; the first change of each table
+   * (or its copy) brings it up to date through {@link plan}. The columns of all tables are read in
+   * one query before and after (a query per table took ~4 ms, more the more tables the file has).
    */
   async create(tables: readonly TableSchema[]): Promise<void> {
     await this.#readAll(tables);
