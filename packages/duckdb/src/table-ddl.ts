@@ -47,8 +47,8 @@ export async function readAllColumns(db: DuckDbDatabase): Promise<Map<string, Ma
   const tables = new Map<string, Map<string, string>>();
   for (const row of rows) {
     const key = qualified(row.schema_name, row.table_name);
-    let columns = tables.get(key);
-    if (columns === undefined) tables.set(key, (columns = new Map()));
+    const columns = tables.get(key) ?? new Map<string, string>();
+    if (columns.size === 0) tables.set(key, columns);
     columns.set(row.column_name, row.data_type);
   }
   return tables;
