@@ -193,7 +193,7 @@ describe('Pipeline (both)', () => {
       connects.mockRestore();
     }
     expect(plans).toEqual([2, 1, 1, 1]);
-    // The preflight's, the snapshot's, the lock's and two COPY connections (one per chunk: 8).
+    // The preflight's, the snapshot's, the lock's and two COPY connections (a new one per chunk made 8).
     expect(sockets).toBe(5);
     for (const table of tables) expect(sink.rows(`"public"."${table}"`)).toEqual(await pgRows(table));
     expect(sink.anomalies).toEqual([]);
