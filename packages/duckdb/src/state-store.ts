@@ -176,7 +176,8 @@ export class StateStore {
       JSON.stringify(table.columns.map((column) => ({ name: column.name, type: column.typeName }))),
     );
     const keys = `[${keyColumns.map(literal).join(', ')}]::VARCHAR[]`;
-    if (this.#described.get(key) === `${keys} ${columns}`) return;
+    const description = `${keys} ${columns}`;
+    if (this.#described.get(key) === description) return;
     await this.#db.run(
       `UPDATE ${STATE_SCHEMA}.tables SET key_columns = ${keys}, pg_columns = ${columns}, updated_at = now()
         WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key};
@@ -185,7 +186,7 @@ export class StateStore {
         WHERE NOT EXISTS (SELECT 1 FROM ${STATE_SCHEMA}.tables WHERE pipeline_id = ${this.#pipeline} AND table_key = ${key})`,
       `recording the schema of ${tableKey(table)}`,
     );
-    this.#described.set(key, `${keys} ${columns}`);
+    this.#described.set(key, description);
   }
 }
 

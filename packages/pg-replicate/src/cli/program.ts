@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ConnectionInput } from '../connection/connection-options.js';
 import { SSL_MODES, type SslMode } from '../connection/connection-options.js';
 import { parseLsn } from '../lsn.js';
+import { DEFAULT_BATCH_MAX_BYTES } from '../pipeline/pipeline.js';
 import { registerRunCommand } from '../replicator/run-command.js';
 import { DUCKDB_SIZE, SINK_NAMES, type SinkName } from './sinks.js';
 
@@ -175,7 +176,7 @@ export function buildProgram(handler: CommandHandler): Command {
     .option('--batch-max-rows <n>', 'changes per sink batch (default 10000)', integer('--batch-max-rows', 1))
     .option(
       '--batch-max-bytes <n>',
-      'bytes of changes per sink batch, as sent by Postgres (default 8388608)',
+      `bytes of changes per sink batch, as sent by Postgres (default ${DEFAULT_BATCH_MAX_BYTES})`,
       integer('--batch-max-bytes', 1),
     )
     .option(

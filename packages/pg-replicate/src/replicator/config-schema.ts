@@ -8,7 +8,6 @@
  * `sink.stateFile` ↔ `StdoutSinkOptions.stateFile`); connection fields keep libpq's names
  * (`sslmode`, `sslrootcert`) because that is what Postgres operators know.
  */
-
 import { accessSync, constants } from 'node:fs';
 import { z } from 'zod';
 import { DUCKDB_SIZE } from '../cli/sinks.js';
