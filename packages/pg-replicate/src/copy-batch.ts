@@ -60,6 +60,13 @@ export class CopyTextBatch implements CopiedRows {
     return this.#rowStarts.length;
   }
 
+  /** The memory the batch holds until released: its slabs (and any oversized row's buffer). */
+  get retainedBytes(): number {
+    let bytes = 0;
+    for (const buffer of new Set(this.#segments.buffers)) bytes += buffer.length;
+    return bytes;
+  }
+
   /** Row `index` as a {@link CopyTextRow}. */
   row(index: number): CopyTextRow {
     this.#checkNotReleased();
@@ -219,6 +226,7 @@ export class CopyTextBatcher {
   /** The rows gathered so far, as a batch; the next rows start a new one. */
   take(): CopyTextBatch {
     this.#closeRun();
+    this.#trimSmallBatch();
     const slabs = this.#batchSlabs;
     const release = () => {
       if (this.#spareSlabs.length + slabs.length <= MAX_SPARE_SLABS) this.#spareSlabs.push(...slabs);
@@ -238,6 +246,24 @@ export class CopyTextBatcher {
     this.#bytes = 0;
     this.#longestRow = 0;
     return batch;
+  }
+
+  /**
+   * A batch that fills little of its only slab (a small table, a copy's last rows) gets a buffer
+   * of its own size, and the slab stays for the next rows: batches of small tables wait for the
+   * sink while the tables before them are written, and a 1 MiB slab each would hold far more
+   * memory than their rows.
+   */
+  #trimSmallBatch(): void {
+    if (this.#batchSlabs.length !== 1 || this.#slabUsed > SLAB_BYTES / 4) return;
+    const slab = this.#batchSlabs[0]!;
+    const { buffers } = this.#segments;
+    if (buffers.some((buffer) => buffer !== slab)) return;
+    const own = Buffer.allocUnsafeSlow(this.#slabUsed);
+    slab.copy(own, 0, 0, this.#slabUsed);
+    buffers.fill(own);
+    this.#batchSlabs = [];
+    if (this.#spareSlabs.length < MAX_SPARE_SLABS) this.#spareSlabs.push(slab);
   }
 
   /** Throws if the copy ended in the middle of a row. */

@@ -251,6 +251,20 @@ describe('CopyTextBatcher', () => {
     expect(rawLines(kept).join('')).toBe(`${STREAM_ROWS[0]}\n`);
   });
 
+  it('a batch that fills little of its slab holds only its own bytes (small tables wait in queues)', () => {
+    const batcher = new CopyTextBatcher(3);
+    batcher.push(STREAM, 0, STREAM.length);
+    const small = batcher.take();
+    expect(small.retainedBytes).toBe(STREAM.length);
+    expect([...small].map(values)).toEqual(STREAM_VALUES);
+    // 600 KB of rows fill more than a quarter of a 1 MiB slab: the batch keeps the slab.
+    const row = Buffer.from(`1\t${'x'.repeat(1000)}\t\\N\n`);
+    for (let i = 0; i < 600; i++) batcher.push(row, 0, row.length);
+    const large = batcher.take();
+    expect(large.byteLength).toBe(600 * row.length);
+    expect(large.retainedBytes).toBe(1 << 20);
+  });
+
   it('several rows in one payload', () => {
     expect(split([STREAM])).toEqual(STREAM_VALUES);
   });

@@ -1,7 +1,9 @@
 import { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { CopiedRows } from '../src/copy-batch.js';
 import { formatLsn, type Lsn, parseLsn } from '../src/lsn.js';
 import { Pipeline, type PipelineOptions } from '../src/pipeline/pipeline.js';
+import type { TableSchema } from '../src/schema.js';
 import { PostgresSource } from '../src/source/postgres-source.js';
 import { freshDatabase, type TestDatabase, waitFor } from './helpers.js';
 import { MemorySink, PipelinedMemorySink } from './memory-sink.js';
@@ -209,6 +211,68 @@ describe('Pipeline (both)', () => {
       10_000,
       'the copy connections to close',
     );
+  });
+
+  it('reads the tables after the one the sink is writing, on at most `workers` connections and within the budget', async () => {
+    const tables = Array.from({ length: 11 }, (_, i) => `t_ahead_${i}`);
+    for (const table of tables) {
+      // ~0.7 MB of rows each: one batch, holding a 1 MiB slab while it waits.
+      await db.sql(`
+        CREATE TABLE ${table} (id int PRIMARY KEY, name text, qty int, updated timestamptz, payload text);
+        INSERT INTO ${table} SELECT g, 'name ' || g, g % 100, now(), repeat('x', 80) FROM generate_series(1, 6000) g;`);
+    }
+    await db.sql(`CREATE PUBLICATION pub_t_ahead FOR TABLE ${tables.join(', ')}`);
+    const source = new PostgresSource({ connection: db.options, publication: 'pub_t_ahead' });
+    let copying = 0;
+    let mostAtOnce = 0;
+    const read: string[] = [];
+    const copyTable = source.copyTable.bind(source);
+    source.copyTable = async function* (table, ...rest) {
+      mostAtOnce = Math.max(mostAtOnce, ++copying);
+      try {
+        yield* copyTable(table, ...rest);
+        read.push(table.name);
+      } finally {
+        copying--;
+      }
+    };
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const order: string[] = [];
+    const sink = new (class extends MemorySink {
+      #open: string | null = null;
+      override async beginCopy(table: TableSchema): Promise<void> {
+        if (this.#open !== null) this.anomalies.push(`${table.name} began while ${this.#open} was open`);
+        this.#open = table.name;
+        order.push(table.name);
+        return super.beginCopy(table);
+      }
+      override async writeRows(table: TableSchema, rows: CopiedRows): Promise<void> {
+        if (table.name === 't_ahead_0') await gate;
+        return super.writeRows(table, rows);
+      }
+      override async endCopy(table: TableSchema, lsn: Lsn | null): Promise<void> {
+        this.#open = null;
+        return super.endCopy(table, lsn);
+      }
+    })();
+    const running = new Pipeline({ source, sink, mode: 'copy', copyWorkers: 3 }).run();
+    try {
+      await waitFor(() => read.length >= 3, 10_000, 'the tables after the first to be read');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Tables ahead may hold half of the 8 MiB budget: four 1 MiB batches, of ten tables.
+      expect(read.length - 1).toBeLessThanOrEqual(4);
+      expect(order).toEqual(['t_ahead_0']);
+    } finally {
+      release();
+    }
+    await running;
+    expect(mostAtOnce).toBeLessThanOrEqual(3);
+    expect(order).toEqual([...tables].sort()); // the catalog lists tables by name
+    expect(sink.anomalies).toEqual([]);
+    for (const table of tables) expect(sink.rows(`"public"."${table}"`)).toEqual(await pgRows(table));
   });
 
   it('holds TRUNCATE off while copying (it would empty the table under the snapshot), then streams it', async () => {
@@ -461,19 +525,19 @@ describe('a TRUNCATE that waits for the copy', () => {
       INSERT INTO t_second SELECT generate_series(1, 100);
       CREATE PUBLICATION pub_waits FOR TABLE t_first, t_second;
     `);
-    // The sink holds the copy of the first table until a TRUNCATE of the second is queued behind
-    // the copy's lock: the COPY of the second table then waits behind the TRUNCATE.
+    // The COPY of the second table starts only once a TRUNCATE of it is queued behind the copy's
+    // lock: the COPY then waits behind the TRUNCATE.
     let release = () => {};
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const sink = new (class extends MemorySink {
-      override async writeRows(...args: Parameters<MemorySink['writeRows']>): Promise<void> {
-        await gate;
-        return super.writeRows(...args);
-      }
-    })();
+    const sink = new MemorySink();
     const source = new PostgresSource({ connection: db.options, publication: 'pub_waits' });
+    const copyTable = source.copyTable.bind(source);
+    source.copyTable = async function* (table, ...rest) {
+      if (table.name === 't_second') await gate;
+      yield* copyTable(table, ...rest);
+    };
     const running = new Pipeline({ source, sink, mode: 'copy', copyWorkers: 1 }).run();
     running.catch(() => {});
     const other = await db.client();

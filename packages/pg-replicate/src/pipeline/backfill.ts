@@ -1,8 +1,10 @@
 /**
- * Copies tables into the sink inside one snapshot. A big table is split into ranges of heap pages
- * copied by several connections at once (all importing the same snapshot, so the result is one
- * consistent view); their row batches meet in a bounded queue that the sink drains, one call at a
- * time. Postgres keeps sending while the sink writes, and memory stays bounded by the queue.
+ * Copies tables into the sink inside one snapshot, on up to `workers` connections at once, all
+ * importing the same snapshot (so the result is one consistent view). A big table is split into
+ * ranges of heap pages copied side by side; connections its ranges do not need copy the tables
+ * after it. The sink still takes one table at a time, in order, one call at a time: rows of the
+ * tables ahead wait in queues of their own (`CopyQueues`), within one memory budget. Postgres
+ * keeps sending while the sink writes, and memory stays bounded whatever the tables' sizes.
  *
  * Resumption is per chunk with sinks that record chunks (`Sink.chunkCopied`): a copy cut short
  * copies only the chunks that were not durable, in a new snapshot, and the table keeps the LSN of
@@ -18,15 +20,15 @@ import type { CopyTextBatch } from '../copy-batch.js';
 import { PgReplicateError } from '../errors.js';
 import type { Lsn } from '../lsn.js';
 import { tableKey } from '../schema.js';
-import type { CopyChunk, CopyPlan, PartialCopy, Sink } from '../sink/sink.js';
+import type { CopyPlan, PartialCopy, Sink } from '../sink/sink.js';
 import type { PublishedTable } from '../source/catalog.js';
 import type { PostgresSource, Snapshot } from '../source/postgres-source.js';
-import { BoundedQueue } from './bounded-queue.js';
+import { CopyQueues } from './copy-queues.js';
 import type { Logger, PipelineStats, ProgressEvent } from './progress.js';
 
 export interface BackfillOptions {
   batchRows: number;
-  /** Connections copying at once (page ranges of one table). */
+  /** Connections copying at once (page ranges of a table, and the tables after it). */
   workers: number;
   /** Smallest page range worth a connection of its own. */
   chunkPages: number;
@@ -38,6 +40,16 @@ export interface BackfillOptions {
   stats: PipelineStats;
 }
 
+/** A batch of copied rows, or the end of the chunk with this index. */
+type CopyItem = CopyTextBatch | number;
+
+/** What a table's copy does: its plan, the chunks left to copy, and its consistent LSN. */
+interface PlannedCopy {
+  readonly plan: CopyPlan;
+  readonly todo: readonly number[];
+  readonly consistentAt: Lsn | null;
+}
+
 /** Copies `tables`; returns, for each, the LSN its copy is consistent with. */
 export async function backfill(
   source: PostgresSource,
@@ -46,29 +58,39 @@ export async function backfill(
   snapshot: Snapshot,
   options: BackfillOptions,
 ): Promise<Map<string, Lsn | null>> {
+  const queues = new CopyQueues<CopyItem>(tables.length, COPY_QUEUE_BYTES, weigh);
+  const reader = new TableReader(source, sink, tables, snapshot, queues, options);
+  const reading = reader.run();
   const consistentAt = new Map<string, Lsn | null>();
-  for (const [index, table] of tables.entries()) {
-    throwIfAborted(options.signal);
-    const position = { index: index + 1, count: tables.length };
-    consistentAt.set(tableKey(table), await copyOne(source, sink, table, snapshot, options, position));
+  try {
+    for (const [index, table] of tables.entries()) {
+      throwIfAborted(options.signal);
+      const planned = await reader.planned(index);
+      const position = { index: index + 1, count: tables.length };
+      await writeTable(sink, table, planned, queues, index, options, position);
+      consistentAt.set(tableKey(table), planned.consistentAt);
+    }
+  } catch (error) {
+    queues.fail(error);
+    await reading.catch(() => {});
+    throw error;
   }
+  await reading;
   return consistentAt;
 }
 
-/** A batch of copied rows, or the end of the chunk with this index. */
-type CopyItem = CopyTextBatch | number;
-
-async function copyOne(
-  source: PostgresSource,
+/** Hands one table's rows from its queue to the sink, between `beginCopy` and `endCopy`. */
+async function writeTable(
   sink: Sink,
   table: PublishedTable,
-  snapshot: Snapshot,
+  { plan, todo, consistentAt }: PlannedCopy,
+  queues: CopyQueues<CopyItem>,
+  index: number,
   options: BackfillOptions,
   position: { index: number; count: number },
-): Promise<Lsn | null> {
+): Promise<void> {
   const key = tableKey(table);
   const started = performance.now();
-  const { plan, todo, consistentAt } = await planCopy(source, table, snapshot, options);
   // A resumed copy sends the rows of its remaining chunks only (pages are a fair proxy).
   const estimatedRows =
     table.estimatedRows === undefined || table.estimatedRows < 0
@@ -76,33 +98,117 @@ async function copyOne(
       : Math.round((table.estimatedRows * todo.length) / plan.chunks.length);
   options.onProgress({ type: 'copy-start', table: key, estimatedRows, ...position });
   await sink.beginCopy(table, consistentAt, plan);
-  const reportChunks = sink.chunkCopied !== undefined && plan.chunks.length > 1;
-  const queue = new BoundedQueue<CopyItem>(COPY_QUEUE_BYTES, weigh);
-  const readers = readChunks(source, table, snapshot, plan.chunks, todo, queue, options, reportChunks);
   let rows = 0;
-  try {
-    for (let item = await queue.take(); item !== undefined; item = await queue.take()) {
-      throwIfAborted(options.signal);
-      if (typeof item === 'number') {
-        await sink.chunkCopied?.(table, item);
-        continue;
-      }
-      await sink.writeRows(table, item);
-      item.release(); // its memory goes to the next rows: sinks keep copies, never the rows
-      rows += item.length;
-      options.stats.rowsCopied += item.length;
-      options.onProgress({ type: 'copy-progress', table: key, rows });
+  for (let item = await queues.take(index); item !== undefined; item = await queues.take(index)) {
+    throwIfAborted(options.signal);
+    if (typeof item === 'number') {
+      await sink.chunkCopied?.(table, item);
+      continue;
     }
-  } catch (error) {
-    queue.close(error);
-    await readers.catch(() => {});
-    throw error;
+    await sink.writeRows(table, item);
+    item.release(); // its memory goes to the next rows: sinks keep copies, never the rows
+    rows += item.length;
+    options.stats.rowsCopied += item.length;
+    options.onProgress({ type: 'copy-progress', table: key, rows });
   }
-  await readers;
   await sink.endCopy(table, consistentAt);
   options.stats.tablesCopied++;
   options.onProgress({ type: 'copy-done', table: key, rows, ms: performance.now() - started });
-  return consistentAt;
+}
+
+/**
+ * The reading side: `workers` connections take the chunks of every table in table order — a
+ * table is planned when the first connection reaches it — and put their rows in the table's queue
+ * (each chunk followed by its index when the sink records chunks). A table's queue ends when all
+ * its chunks are read; any failure fails the queues.
+ */
+class TableReader {
+  readonly #source: PostgresSource;
+  readonly #sink: Sink;
+  readonly #tables: readonly PublishedTable[];
+  readonly #snapshot: Snapshot;
+  readonly #queues: CopyQueues<CopyItem>;
+  readonly #options: BackfillOptions;
+  readonly #plans: Deferred<PlannedCopy>[];
+  /** The table whose chunks are being handed out, and the ones not handed out yet. */
+  #table = -1;
+  #todo: number[] = [];
+  /** Chunks of each table not read to the end yet. */
+  readonly #unread: number[];
+  /** Serializes {@link #nextChunk}: planning a table takes queries, and chunks go out in order. */
+  #handing: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    source: PostgresSource,
+    sink: Sink,
+    tables: readonly PublishedTable[],
+    snapshot: Snapshot,
+    queues: CopyQueues<CopyItem>,
+    options: BackfillOptions,
+  ) {
+    this.#source = source;
+    this.#sink = sink;
+    this.#tables = tables;
+    this.#snapshot = snapshot;
+    this.#queues = queues;
+    this.#options = options;
+    this.#plans = tables.map(() => deferred<PlannedCopy>());
+    this.#unread = tables.map(() => 0);
+  }
+
+  /** The plan of table `index`, once a connection has reached it. */
+  planned(index: number): Promise<PlannedCopy> {
+    return this.#plans[index]!.promise;
+  }
+
+  async run(): Promise<void> {
+    try {
+      await Promise.all(Array.from({ length: Math.max(1, this.#options.workers) }, () => this.#work()));
+    } catch (error) {
+      this.#queues.fail(error);
+      for (const plan of this.#plans) plan.reject(error); // no-op for plans already made
+      throw error;
+    }
+  }
+
+  async #work(): Promise<void> {
+    for (let next = await this.#nextChunk(); next !== null; next = await this.#nextChunk()) {
+      const { table, chunk } = next;
+      const { plan } = await this.planned(table);
+      const published = this.#tables[table]!;
+      const batches = this.#source.copyTable(published, this.#snapshot, {
+        batchRows: this.#options.batchRows,
+        chunk: plan.chunks[chunk],
+      });
+      for await (const batch of batches) await this.#queues.push(table, batch);
+      if (this.#sink.chunkCopied !== undefined && plan.chunks.length > 1)
+        await this.#queues.push(table, chunk);
+      if (--this.#unread[table]! === 0) this.#queues.end(table);
+    }
+  }
+
+  /** The next chunk to read, or null when every table's chunks are handed out. */
+  #nextChunk(): Promise<{ table: number; chunk: number } | null> {
+    const next = this.#handing.then(async () => {
+      while (this.#todo.length === 0) {
+        if (++this.#table >= this.#tables.length) return null;
+        const { todo } = await this.#plan(this.#table);
+        this.#todo = [...todo];
+        this.#unread[this.#table] = todo.length;
+        if (todo.length === 0) this.#queues.end(this.#table);
+      }
+      return { table: this.#table, chunk: this.#todo.shift()! };
+    });
+    this.#handing = next.catch(() => {});
+    return next;
+  }
+
+  async #plan(index: number): Promise<PlannedCopy> {
+    throwIfAborted(this.#options.signal);
+    const planned = await planCopy(this.#source, this.#tables[index]!, this.#snapshot, this.#options);
+    this.#plans[index]!.resolve(planned);
+    return planned;
+  }
 }
 
 /** The chunks to copy, and the LSN the table's copy will be consistent with. */
@@ -111,7 +217,7 @@ async function planCopy(
   table: PublishedTable,
   snapshot: Snapshot,
   options: BackfillOptions,
-): Promise<{ plan: CopyPlan; todo: number[]; consistentAt: Lsn | null }> {
+): Promise<PlannedCopy> {
   const key = tableKey(table);
   const partial = options.resumable.get(key);
   if (partial !== undefined && snapshot.lsn !== null) {
@@ -144,47 +250,31 @@ async function planCopy(
 }
 
 /**
- * Copies the chunks numbered `todo`, `workers` at a time, into the queue (each followed by its
- * index when `reportChunks`); closes the queue when all are done or one fails.
- */
-async function readChunks(
-  source: PostgresSource,
-  table: PublishedTable,
-  snapshot: Snapshot,
-  chunks: readonly CopyChunk[],
-  todo: readonly number[],
-  queue: BoundedQueue<CopyItem>,
-  options: BackfillOptions,
-  reportChunks: boolean,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < todo.length) {
-      const index = todo[next++]!;
-      const chunk = chunks[index];
-      for await (const batch of source.copyTable(table, snapshot, { batchRows: options.batchRows, chunk })) {
-        await queue.push(batch);
-      }
-      if (reportChunks) await queue.push(index);
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: Math.min(options.workers, todo.length) }, worker));
-    queue.close();
-  } catch (error) {
-    queue.close(error);
-    throw error;
-  }
-}
-
-/**
- * Copied rows waiting for the sink, across all connections: enough to keep the sink busy while
- * Postgres sends, small enough that memory stays flat whatever the table size.
+ * Copied rows waiting for the sink, across all connections and tables: enough to keep the sink
+ * busy while Postgres sends, small enough that memory stays flat whatever the tables.
  */
 const COPY_QUEUE_BYTES = 8 * 1024 * 1024;
 
+/** What a queued item holds: the memory of its rows (slabs included), not just their bytes. */
 function weigh(item: CopyItem): number {
-  return typeof item === 'number' ? 0 : item.byteLength;
+  return typeof item === 'number' ? 0 : item.retainedBytes;
+}
+
+interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve: (value: T) => void = () => {};
+  let reject: (error: unknown) => void = () => {};
+  const promise = new Promise<T>((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  promise.catch(() => {}); // a plan nobody waits for may fail with the rest
+  return { promise, resolve, reject };
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {
