@@ -191,7 +191,7 @@ export function buildProgram(handler: CommandHandler): Command {
     )
     .option(
       '--copy-workers <n>',
-      'connections copying a big table at once, in page ranges of one snapshot (default 4)',
+      'connections copying at once, in one snapshot: a big table in page ranges, and the next tables on those its ranges do not need (default 4)',
       integer('--copy-workers', 1),
     )
     .option('--end-lsn <X/Y>', 'stop once everything up to this LSN is durable in the sink', lsnArgument)

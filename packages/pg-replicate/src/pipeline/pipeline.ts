@@ -55,7 +55,10 @@ export interface PipelineOptions {
   batchMaxDelayMs?: number;
   /** Rows per backfill batch (default 10 000). */
   copyBatchRows?: number;
-  /** Connections copying one big table at once, each a range of its pages (default 4). */
+  /**
+   * Connections copying at once (default 4): a big table in ranges of its pages, and the tables
+   * after it on the connections its ranges do not need — all in one snapshot.
+   */
   copyWorkers?: number;
   /** Smallest page range worth a connection of its own (default 1024 pages, 8 MiB). */
   copyChunkPages?: number;

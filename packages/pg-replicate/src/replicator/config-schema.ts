@@ -185,7 +185,9 @@ const batchSchema = z
     copyRows: wholeNumber(1).default(10_000).describe('Rows per backfill batch.'),
     copyWorkers: wholeNumber(1)
       .default(4)
-      .describe('Connections copying one big table at once, each a range of its pages, in one snapshot.'),
+      .describe(
+        'Connections copying at once, in one snapshot: a big table in ranges of its pages, and the next tables on those its ranges do not need.',
+      ),
   })
   .prefault({})
   .describe('Batching.');
