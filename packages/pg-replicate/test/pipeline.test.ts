@@ -63,9 +63,9 @@ function recordChunkCounts(source: PostgresSource): number[] {
   const counts: number[] = [];
   const plan = source.planChunks.bind(source);
   source.planChunks = async (...args) => {
-    const chunks = await plan(...args);
-    counts.push(chunks.chunks.length);
-    return chunks;
+    const plans = await plan(...args);
+    counts.push(...plans.map((p) => p.chunks.length));
+    return plans;
   };
   return counts;
 }

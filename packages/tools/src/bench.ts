@@ -7,6 +7,8 @@
  * - the limits: `COPY … TO STDOUT` (text and binary) into /dev/null with psql, and
  *   `pg_recvlogical` (pgoutput) into /dev/null;
  * - ours: backfill and CDC into the null sink and into DuckDB, as the CLI runs them;
+ * - the same rows as a publication of {@link PARTS} tables, copied by psql one after another in
+ *   one session and by us (the tables after the one the sink writes are read on spare workers);
  * - CDC lag (commit → durable) at a steady 10k rows/s.
  * It prints one table: median and spread of rows/s, the ratio to the limit, and peak RSS.
  */
@@ -34,6 +36,8 @@ const ROWS = Number(args.rows);
 const REPS = Number(args.reps);
 const duckdbFlags = args['duckdb-flags'].split(' ').filter((flag) => flag !== '');
 const BIN = fileURLToPath(new URL('../../pg-replicate/bin/pg-replicate.js', import.meta.url));
+/** Tables of the many-table publication (the same rows, split evenly). */
+const PARTS = 100;
 const COLUMNS = `id bigint PRIMARY KEY, n int, t text, ts timestamptz, amount numeric(12,2), doc jsonb, flag bool, u uuid`;
 const ROW_EXPR = (from: number, to: number) => `
   SELECT g, g % 1000, 'row number ' || g || ' of the benchmark', '2024-01-01'::timestamptz + g * interval '1.5 second',
@@ -42,7 +46,7 @@ const ROW_EXPR = (from: number, to: number) => `
     FROM generate_series(${from}, ${to}) g`;
 
 interface Result {
-  group: 'backfill' | 'cdc';
+  group: 'backfill' | 'tables' | 'cdc';
   name: string;
   rowsPerSecond: Summary;
   peakRssMb: number;
@@ -80,7 +84,15 @@ async function main(): Promise<void> {
     `);
     log('loading the backfill table');
     await cluster.query(`INSERT INTO bench ${ROW_EXPR(1, ROWS)}`);
-    await cluster.query('VACUUM ANALYZE bench');
+    const parts = Array.from({ length: PARTS }, (_, i) => `bench_part_${i}`);
+    const perPart = Math.ceil(ROWS / PARTS);
+    for (const [i, part] of parts.entries()) {
+      await cluster.query(
+        `CREATE TABLE ${part} (${COLUMNS}); INSERT INTO ${part} ${ROW_EXPR(i * perPart + 1, Math.min(ROWS, (i + 1) * perPart))}`,
+      );
+    }
+    await cluster.query(`CREATE PUBLICATION parts_pub FOR TABLE ${parts.join(', ')}`);
+    await cluster.query('VACUUM ANALYZE');
     await cluster.query('CHECKPOINT');
     const pg = cluster.connection();
     const env = { PGPASSWORD: pg.password };
@@ -134,6 +146,39 @@ async function main(): Promise<void> {
                 String(workers),
                 'copy',
                 'bench_pub',
+              ]),
+          );
+        }
+      }
+    }
+
+    if (!args.only || args.only === 'backfill' || args.only === 'tables') {
+      const tables = `${PARTS} tables`;
+      await measure('tables', `COPY of ${tables} → /dev/null (psql, one session)`, ROWS, true, () =>
+        runMeasured('psql', [...libpq, ...parts.flatMap((part) => ['-c', `COPY ${part} TO STDOUT`])], env),
+      );
+      const sinks = args['no-duckdb'] ? ['null'] : ['null', 'duckdb'];
+      let i = 0;
+      for (const sink of sinks) {
+        for (const workers of [1, 4]) {
+          await measure(
+            'tables',
+            `pg-replicate copy of ${tables} → ${sink}, ${workers} worker${workers > 1 ? 's' : ''}`,
+            ROWS,
+            false,
+            () =>
+              runMeasured(process.execPath, [
+                BIN,
+                ...ours,
+                '--sink',
+                sink,
+                '--duckdb-path',
+                join(work, `parts-${i++}.duckdb`),
+                ...(sink === 'duckdb' ? duckdbFlags : []),
+                '--copy-workers',
+                String(workers),
+                'copy',
+                'parts_pub',
               ]),
           );
         }
@@ -346,7 +391,7 @@ function printReport(serverVersion: string, lag: readonly string[]): void {
   out.push('');
   out.push('| measurement | rows/s (median) | spread (min–max) | × limit | peak RSS |');
   out.push('|---|---:|---:|---:|---:|');
-  for (const group of ['backfill', 'cdc'] as const) {
+  for (const group of ['backfill', 'tables', 'cdc'] as const) {
     const rows = results.filter((r) => r.group === group);
     const limit = rows.find((r) => r.limit)?.rowsPerSecond.median;
     for (const r of rows) {

@@ -22,7 +22,7 @@ import type { Lsn } from '../lsn.js';
 import { tableKey } from '../schema.js';
 import type { CopyPlan, PartialCopy, Sink } from '../sink/sink.js';
 import type { PublishedTable } from '../source/catalog.js';
-import type { PostgresSource, Snapshot } from '../source/postgres-source.js';
+import type { ChunkPlan, PostgresSource, Snapshot } from '../source/postgres-source.js';
 import { CopyQueues } from './copy-queues.js';
 import type { Logger, PipelineStats, ProgressEvent } from './progress.js';
 
@@ -58,17 +58,17 @@ export async function backfill(
   snapshot: Snapshot,
   options: BackfillOptions,
 ): Promise<Map<string, Lsn | null>> {
+  const chunkPlans = await source.planChunks(tables, options.workers, options.chunkPages);
+  const planned = tables.map((table, i) => planCopy(table, chunkPlans[i]!, snapshot, options));
   const queues = new CopyQueues<CopyItem>(tables.length, COPY_QUEUE_BYTES, weigh);
-  const reader = new TableReader(source, sink, tables, snapshot, queues, options);
-  const reading = reader.run();
+  const reading = readTables(source, sink, tables, planned, snapshot, queues, options);
   const consistentAt = new Map<string, Lsn | null>();
   try {
     for (const [index, table] of tables.entries()) {
       throwIfAborted(options.signal);
-      const planned = await reader.planned(index);
       const position = { index: index + 1, count: tables.length };
-      await writeTable(sink, table, planned, queues, index, options, position);
-      consistentAt.set(tableKey(table), planned.consistentAt);
+      await writeTable(sink, table, planned[index]!, queues, index, options, position);
+      consistentAt.set(tableKey(table), planned[index]!.consistentAt);
     }
   } catch (error) {
     queues.fail(error);
@@ -117,111 +117,56 @@ async function writeTable(
 }
 
 /**
- * The reading side: `workers` connections take the chunks of every table in table order — a
- * table is planned when the first connection reaches it — and put their rows in the table's queue
- * (each chunk followed by its index when the sink records chunks). A table's queue ends when all
- * its chunks are read; any failure fails the queues.
+ * The reading side: `workers` connections take the chunks of every table in table order and put
+ * their rows in the table's queue (each chunk followed by its index when the sink records chunks).
+ * A table's queue ends when all its chunks are read; any failure fails the queues.
  */
-class TableReader {
-  readonly #source: PostgresSource;
-  readonly #sink: Sink;
-  readonly #tables: readonly PublishedTable[];
-  readonly #snapshot: Snapshot;
-  readonly #queues: CopyQueues<CopyItem>;
-  readonly #options: BackfillOptions;
-  readonly #plans: Deferred<PlannedCopy>[];
-  /** The table whose chunks are being handed out, and the ones not handed out yet. */
-  #table = -1;
-  #todo: number[] = [];
+async function readTables(
+  source: PostgresSource,
+  sink: Sink,
+  tables: readonly PublishedTable[],
+  planned: readonly PlannedCopy[],
+  snapshot: Snapshot,
+  queues: CopyQueues<CopyItem>,
+  options: BackfillOptions,
+): Promise<void> {
+  const chunks = planned.flatMap(({ todo }, table) => todo.map((chunk) => ({ table, chunk })));
   /** Chunks of each table not read to the end yet. */
-  readonly #unread: number[];
-  /** Serializes {@link #nextChunk}: planning a table takes queries, and chunks go out in order. */
-  #handing: Promise<unknown> = Promise.resolve();
-
-  constructor(
-    source: PostgresSource,
-    sink: Sink,
-    tables: readonly PublishedTable[],
-    snapshot: Snapshot,
-    queues: CopyQueues<CopyItem>,
-    options: BackfillOptions,
-  ) {
-    this.#source = source;
-    this.#sink = sink;
-    this.#tables = tables;
-    this.#snapshot = snapshot;
-    this.#queues = queues;
-    this.#options = options;
-    this.#plans = tables.map(() => deferred<PlannedCopy>());
-    this.#unread = tables.map(() => 0);
-  }
-
-  /** The plan of table `index`, once a connection has reached it. */
-  planned(index: number): Promise<PlannedCopy> {
-    return this.#plans[index]!.promise;
-  }
-
-  async run(): Promise<void> {
-    try {
-      await Promise.all(Array.from({ length: Math.max(1, this.#options.workers) }, () => this.#work()));
-    } catch (error) {
-      this.#queues.fail(error);
-      for (const plan of this.#plans) plan.reject(error); // no-op for plans already made
-      throw error;
-    }
-  }
-
-  async #work(): Promise<void> {
-    for (let next = await this.#nextChunk(); next !== null; next = await this.#nextChunk()) {
-      const { table, chunk } = next;
-      const { plan } = await this.planned(table);
-      const published = this.#tables[table]!;
-      const batches = this.#source.copyTable(published, this.#snapshot, {
-        batchRows: this.#options.batchRows,
+  const unread = planned.map(({ todo }) => todo.length);
+  for (const [table, left] of unread.entries()) if (left === 0) queues.end(table);
+  let next = 0;
+  const worker = async () => {
+    while (next < chunks.length) {
+      const { table, chunk } = chunks[next++]!;
+      const { plan } = planned[table]!;
+      const batches = source.copyTable(tables[table]!, snapshot, {
+        batchRows: options.batchRows,
         chunk: plan.chunks[chunk],
       });
-      for await (const batch of batches) await this.#queues.push(table, batch);
-      if (this.#sink.chunkCopied !== undefined && plan.chunks.length > 1)
-        await this.#queues.push(table, chunk);
-      if (--this.#unread[table]! === 0) this.#queues.end(table);
+      for await (const batch of batches) await queues.push(table, batch);
+      if (sink.chunkCopied !== undefined && plan.chunks.length > 1) await queues.push(table, chunk);
+      if (--unread[table]! === 0) queues.end(table);
     }
-  }
-
-  /** The next chunk to read, or null when every table's chunks are handed out. */
-  #nextChunk(): Promise<{ table: number; chunk: number } | null> {
-    const next = this.#handing.then(async () => {
-      while (this.#todo.length === 0) {
-        if (++this.#table >= this.#tables.length) return null;
-        const { todo } = await this.#plan(this.#table);
-        this.#todo = [...todo];
-        this.#unread[this.#table] = todo.length;
-        if (todo.length === 0) this.#queues.end(this.#table);
-      }
-      return { table: this.#table, chunk: this.#todo.shift()! };
-    });
-    this.#handing = next.catch(() => {});
-    return next;
-  }
-
-  async #plan(index: number): Promise<PlannedCopy> {
-    throwIfAborted(this.#options.signal);
-    const planned = await planCopy(this.#source, this.#tables[index]!, this.#snapshot, this.#options);
-    this.#plans[index]!.resolve(planned);
-    return planned;
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(options.workers, chunks.length) }, worker));
+  } catch (error) {
+    queues.fail(error);
+    throw error;
   }
 }
 
 /** The chunks to copy, and the LSN the table's copy will be consistent with. */
-async function planCopy(
-  source: PostgresSource,
+function planCopy(
   table: PublishedTable,
+  { chunks, fingerprint }: ChunkPlan,
   snapshot: Snapshot,
   options: BackfillOptions,
-): Promise<PlannedCopy> {
+): PlannedCopy {
   const key = tableKey(table);
   const partial = options.resumable.get(key);
   if (partial !== undefined && snapshot.lsn !== null) {
-    if ((await source.fingerprint(table)) === partial.fingerprint) {
+    if (fingerprint === partial.fingerprint) {
       const done = new Set(partial.done);
       const todo = partial.chunks.flatMap((_, i) => (done.has(i) ? [] : [i]));
       options.logger.info(
@@ -241,7 +186,6 @@ async function planCopy(
       `${key} was rewritten or redefined since its copy began (or its publication entry changed): copying it again in full`,
     );
   }
-  const { chunks, fingerprint } = await source.planChunks(table, options.workers, options.chunkPages);
   return {
     plan: { chunks, fingerprint, resume: null },
     todo: chunks.map((_, i) => i),
@@ -258,23 +202,6 @@ const COPY_QUEUE_BYTES = 8 * 1024 * 1024;
 /** What a queued item holds: the memory of its rows (slabs included), not just their bytes. */
 function weigh(item: CopyItem): number {
   return typeof item === 'number' ? 0 : item.retainedBytes;
-}
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve: (value: T) => void = () => {};
-  let reject: (error: unknown) => void = () => {};
-  const promise = new Promise<T>((yes, no) => {
-    resolve = yes;
-    reject = no;
-  });
-  promise.catch(() => {}); // a plan nobody waits for may fail with the rest
-  return { promise, resolve, reject };
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {

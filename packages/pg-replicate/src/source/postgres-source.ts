@@ -227,65 +227,64 @@ export class PostgresSource {
   }
 
   /**
-   * Splits a table into ranges of heap pages (ctid) of at least `minPages` each, for copying by
+   * Splits each table into ranges of heap pages (ctid) of at least `minPages` each, for copying by
    * `workers` connections in one snapshot: as many ranges as workers, or more so that none exceeds
    * 1 GiB (a copy cut short resumes per range). One whole-table chunk for one worker, and for small
    * and partitioned tables. The last range is open-ended: pages added after the size was read hold
-   * no rows the snapshot can see, but the range covers them anyway. Also returns the table's
-   * {@link fingerprint}.
+   * no rows the snapshot can see, but the range covers them anyway.
+   *
+   * Also returns each table's fingerprint: what must not have changed for a copy begun earlier to
+   * resume — the table's data file (a rewrite moves rows between page ranges without any change
+   * to replay), its definition (an added column with a default changes rows without WAL) and its
+   * publication entries (a new row filter or column list, or a table dropped from the publication
+   * and added back). One query for all tables: per table, its round trips cost more than copying
+   * a small table.
    */
-  async planChunks(table: PublishedTable, workers: number, minPages = 1024): Promise<ChunkPlan> {
+  async planChunks(
+    tables: readonly PublishedTable[],
+    workers: number,
+    minPages = 1024,
+  ): Promise<ChunkPlan[]> {
+    if (tables.length === 0) return [];
     // pg_relation_size locks the table: like the COPY, it must not wait behind a TRUNCATE that
     // waits for `lockForCopy` (see `copyTable`).
     const result = await this.#withControl(async (client) => {
-      await client.query('BEGIN');
+      await client.query(`BEGIN; SET LOCAL lock_timeout = '${COPY_LOCK_TIMEOUT_MS}ms'`);
       try {
-        await client.query(`SET LOCAL lock_timeout = '${COPY_LOCK_TIMEOUT_MS}ms'`);
-        const size = await client.query<{ pages: string }>(
-          `SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::text AS pages`,
-          [table.relationId],
+        const sizes = await client.query<{ i: string; pages: string; fingerprint: string }>(
+          `SELECT t.i::text AS i, (pg_relation_size(c.oid) / current_setting('block_size')::int8)::text AS pages,
+                  concat_ws(':', pg_relation_filenode(c.oid), c.xmin,
+                    (SELECT string_agg(pr.oid::text || '/' || pr.xmin::text, ',' ORDER BY pr.oid)
+                       FROM pg_publication_rel pr WHERE pr.prrelid = c.oid)) AS fingerprint
+             FROM unnest($1::oid[]) WITH ORDINALITY AS t(oid, i) JOIN pg_class c ON c.oid = t.oid`,
+          [tables.map((table) => table.relationId)],
         );
         await client.query('COMMIT');
-        return size;
+        return sizes;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});
-        throw lockWaitError(error, table) ?? error;
+        throw lockWaitError(error, 'one of the tables to copy') ?? error;
       }
     });
-    const fingerprint = await this.fingerprint(table);
-    const whole = { chunks: [{ firstPage: 0, endPage: null }], fingerprint };
-    if (workers <= 1 || table.kind === 'p') return whole;
-    const pages = Number(result.rows[0]!.pages);
-    const count = Math.max(
-      Math.min(workers, Math.floor(pages / minPages)),
-      Math.ceil(pages / MAX_CHUNK_PAGES),
-    );
-    if (count <= 1) return whole;
-    const step = Math.ceil(pages / count);
-    const chunks = Array.from({ length: count }, (_, i) => ({
-      firstPage: i * step,
-      endPage: i === count - 1 ? null : (i + 1) * step,
-    }));
-    return { chunks, fingerprint };
-  }
-
-  /**
-   * What must not have changed for a copy begun earlier to resume: the table's data file (a
-   * rewrite moves rows between page ranges without any change to replay), its definition (an
-   * added column with a default changes rows without WAL) and its publication entries (a new
-   * row filter or column list, or a table dropped from the publication and added back).
-   */
-  async fingerprint(table: PublishedTable): Promise<string> {
-    const result = await this.#withControl((client) =>
-      client.query<{ fingerprint: string | null }>(
-        `SELECT concat_ws(':', pg_relation_filenode(c.oid), c.xmin,
-                  (SELECT string_agg(pr.oid::text || '/' || pr.xmin::text, ',' ORDER BY pr.oid)
-                     FROM pg_publication_rel pr WHERE pr.prrelid = c.oid)) AS fingerprint
-           FROM pg_class c WHERE c.oid = $1::oid`,
-        [table.relationId],
-      ),
-    );
-    return result.rows[0]?.fingerprint ?? '';
+    const found = new Map(result.rows.map((row) => [Number(row.i) - 1, row]));
+    return tables.map((table, index) => {
+      const row = found.get(index); // none for a table dropped since the preflight: its COPY says so
+      const fingerprint = row?.fingerprint ?? '';
+      const whole = { chunks: [{ firstPage: 0, endPage: null }], fingerprint };
+      if (workers <= 1 || table.kind === 'p' || row === undefined) return whole;
+      const pages = Number(row.pages);
+      const count = Math.max(
+        Math.min(workers, Math.floor(pages / minPages)),
+        Math.ceil(pages / MAX_CHUNK_PAGES),
+      );
+      if (count <= 1) return whole;
+      const step = Math.ceil(pages / count);
+      const chunks = Array.from({ length: count }, (_, i) => ({
+        firstPage: i * step,
+        endPage: i === count - 1 ? null : (i + 1) * step,
+      }));
+      return { chunks, fingerprint };
+    });
   }
 
   /**
@@ -337,18 +336,23 @@ export class PostgresSource {
     const client = await this.#idle.take();
     let finished = false;
     try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      if (snapshot.name !== null) await client.query(`SET TRANSACTION SNAPSHOT '${snapshot.name}'`);
       // While `lockForCopy` holds the table, this COPY's own lock can only wait behind a TRUNCATE
       // or ALTER TABLE queued for it — which waits for `lockForCopy`, which waits for this COPY:
-      // a deadlock Postgres cannot see. Give up after a while and start over instead.
-      await client.query(`SET LOCAL lock_timeout = '${COPY_LOCK_TIMEOUT_MS}ms'`);
+      // a deadlock Postgres cannot see. Give up after a while and start over instead. (One round
+      // trip for the three: a chunk of a small table costs little more than its round trips.)
+      await client.query(
+        [
+          'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+          ...(snapshot.name === null ? [] : [`SET TRANSACTION SNAPSHOT '${snapshot.name}'`]),
+          `SET LOCAL lock_timeout = '${COPY_LOCK_TIMEOUT_MS}ms'`,
+        ].join('; '),
+      );
       yield* copyTable(client, table, options);
       await client.query('COMMIT');
       finished = true;
     } catch (error) {
       throw (
-        lockWaitError(error, table) ??
+        lockWaitError(error, `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`) ??
         sourceError(error, `copying ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`)
       );
     } finally {
@@ -494,10 +498,9 @@ export class PostgresSource {
   }
 }
 
-/** A lock wait given up on (`lock_timeout`) while copying: see `copyTable`. */
-function lockWaitError(error: unknown, table: PublishedTable): PgReplicateError | null {
+/** A lock wait on `name` given up on (`lock_timeout`) while copying: see `copyTable`. */
+function lockWaitError(error: unknown, name: string): PgReplicateError | null {
   if ((error as { code?: string }).code !== '55P03') return null;
-  const name = `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
   return new PgReplicateError(
     'TABLE_REWRITTEN',
     `a TRUNCATE or ALTER TABLE of ${name} is waiting for the copy's lock, and the copy cannot go on without it`,
