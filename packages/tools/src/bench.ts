@@ -98,6 +98,22 @@ async function main(): Promise<void> {
     const env = { PGPASSWORD: pg.password };
     const libpq = ['-h', pg.host, '-p', String(pg.port), '-U', pg.user, '-d', 'postgres'];
     const ours = ['--url', cluster.url(), '--quiet'];
+    let copies = 0;
+    /** The CLI copying `publication` into `sink` (a new DuckDB file each time). */
+    const ourCopy = (sink: string, workers: number, publication: string) =>
+      runMeasured(process.execPath, [
+        BIN,
+        ...ours,
+        '--sink',
+        sink,
+        ...(sink === 'duckdb'
+          ? ['--duckdb-path', join(work, `copy-${copies++}.duckdb`), ...duckdbFlags]
+          : []),
+        '--copy-workers',
+        String(workers),
+        'copy',
+        publication,
+      ]);
 
     if (!args.only || args.only === 'backfill') {
       await measure('backfill', 'COPY text → /dev/null (psql)', ROWS, true, () =>
@@ -106,49 +122,20 @@ async function main(): Promise<void> {
       await measure('backfill', 'COPY binary → /dev/null (psql)', ROWS, true, () =>
         runMeasured('psql', [...libpq, '-c', 'COPY bench TO STDOUT (FORMAT binary)'], env),
       );
-      for (const workers of [1, 2, 4]) {
+      const runs: [string, number][] = [
+        ['null', 1],
+        ['null', 2],
+        ['null', 4],
+      ];
+      if (!args['no-duckdb']) runs.push(['duckdb', 1], ['duckdb', 4]);
+      for (const [sink, workers] of runs) {
         await measure(
           'backfill',
-          `pg-replicate copy → null, ${workers} worker${workers > 1 ? 's' : ''}`,
+          `pg-replicate copy → ${sink}, ${workers} ${workersWord(workers)}`,
           ROWS,
           false,
-          () =>
-            runMeasured(process.execPath, [
-              BIN,
-              ...ours,
-              '--sink',
-              'null',
-              '--copy-workers',
-              String(workers),
-              'copy',
-              'bench_pub',
-            ]),
+          () => ourCopy(sink, workers, 'bench_pub'),
         );
-      }
-      if (!args['no-duckdb']) {
-        let i = 0;
-        for (const workers of [1, 4]) {
-          await measure(
-            'backfill',
-            `pg-replicate copy → duckdb, ${workers} worker${workers > 1 ? 's' : ''}`,
-            ROWS,
-            false,
-            () =>
-              runMeasured(process.execPath, [
-                BIN,
-                ...ours,
-                '--sink',
-                'duckdb',
-                '--duckdb-path',
-                join(work, `copy-${i++}.duckdb`),
-                ...duckdbFlags,
-                '--copy-workers',
-                String(workers),
-                'copy',
-                'bench_pub',
-              ]),
-          );
-        }
       }
     }
 
@@ -157,29 +144,14 @@ async function main(): Promise<void> {
       await measure('tables', `COPY of ${tables} → /dev/null (psql, one session)`, ROWS, true, () =>
         runMeasured('psql', [...libpq, ...parts.flatMap((part) => ['-c', `COPY ${part} TO STDOUT`])], env),
       );
-      const sinks = args['no-duckdb'] ? ['null'] : ['null', 'duckdb'];
-      let i = 0;
-      for (const sink of sinks) {
+      for (const sink of args['no-duckdb'] ? ['null'] : ['null', 'duckdb']) {
         for (const workers of [1, 4]) {
           await measure(
             'tables',
-            `pg-replicate copy of ${tables} → ${sink}, ${workers} worker${workers > 1 ? 's' : ''}`,
+            `pg-replicate copy of ${tables} → ${sink}, ${workers} ${workersWord(workers)}`,
             ROWS,
             false,
-            () =>
-              runMeasured(process.execPath, [
-                BIN,
-                ...ours,
-                '--sink',
-                sink,
-                '--duckdb-path',
-                join(work, `parts-${i++}.duckdb`),
-                ...(sink === 'duckdb' ? duckdbFlags : []),
-                '--copy-workers',
-                String(workers),
-                'copy',
-                'parts_pub',
-              ]),
+            () => ourCopy(sink, workers, 'parts_pub'),
           );
         }
       }
@@ -404,6 +376,10 @@ function printReport(serverVersion: string, lag: readonly string[]): void {
   }
   if (lag.length > 0) out.push('', ...lag);
   process.stdout.write(`${out.join('\n')}\n`);
+}
+
+function workersWord(workers: number): string {
+  return workers > 1 ? 'workers' : 'worker';
 }
 
 function fmt(value: number): string {
