@@ -22,6 +22,14 @@ interface CopyState {
   started: number;
 }
 
+/** A backfill of several tables: rows of the tables done, to show the whole copy's progress. */
+interface BackfillState {
+  tables: number;
+  estimated: number;
+  rowsDone: number;
+  started: number;
+}
+
 export class ProgressReporter implements Logger {
   readonly #stream: Writable & { isTTY?: boolean; columns?: number };
   readonly #tty: boolean;
@@ -29,6 +37,7 @@ export class ProgressReporter implements Logger {
   readonly #quiet: boolean;
   readonly #verbose: boolean;
   #copy: CopyState | null = null;
+  #backfill: BackfillState | null = null;
   #changes = 0;
   #transactions = 0;
   #streamStarted = 0;
@@ -61,6 +70,9 @@ export class ProgressReporter implements Logger {
   readonly onProgress = (event: ProgressEvent): void => {
     const now = performance.now();
     switch (event.type) {
+      case 'backfill-start':
+        this.#backfill = { tables: event.tables, estimated: event.estimatedRows, rowsDone: 0, started: now };
+        break;
       case 'copy-start':
         this.#copy = {
           table: `[${event.index}/${event.count}] ${event.table}`,
@@ -75,6 +87,7 @@ export class ProgressReporter implements Logger {
         this.#render(now, false);
         break;
       case 'copy-done': {
+        if (this.#backfill) this.#backfill.rowsDone += event.rows;
         this.#clearBar();
         const rate = event.ms > 0 ? Math.round((event.rows / event.ms) * 1000) : event.rows;
         this.info(
@@ -127,17 +140,11 @@ export class ProgressReporter implements Logger {
   #statusLine(now: number, bar: boolean): string {
     const copy = this.#copy;
     if (copy !== null) {
-      const elapsed = Math.max(1, now - copy.started);
-      const rate = (copy.rows / elapsed) * 1000;
-      if (copy.estimated > 0) {
-        const fraction = Math.min(1, copy.rows / copy.estimated);
-        // No ETA before the first rows are in: "ETA 0 ms" at 0% would be a promise.
-        const eta =
-          rate > 0 ? `, ETA ${seconds(Math.max(0, ((copy.estimated - copy.rows) / rate) * 1000))}` : '';
-        const graphic = bar ? ` ${progressBar(fraction, 24)}` : '';
-        return `copying ${copy.table}${graphic} ${Math.floor(fraction * 100)}% ${count(copy.rows)}/~${count(copy.estimated)} rows, ${count(Math.round(rate))} rows/s${eta}`;
-      }
-      return `copying ${copy.table}: ${count(copy.rows)} rows, ${count(Math.round(rate))} rows/s`;
+      const table = `copying ${copy.table}${progress(copy.rows, copy.estimated, now - copy.started, bar)}`;
+      const backfill = this.#backfill;
+      if (backfill === null || backfill.tables < 2) return table;
+      const rows = backfill.rowsDone + copy.rows;
+      return `${table}; all tables${progress(rows, backfill.estimated, now - backfill.started, false)}`;
     }
     const elapsed = Math.max(1, now - this.#streamStarted);
     const rate = Math.round((this.#changes / elapsed) * 1000);
@@ -155,6 +162,20 @@ export class ProgressReporter implements Logger {
     this.#clearBar();
     this.#stream.write(`pg-replicate: ${message}\n`);
   }
+}
+
+/**
+ * ` 45% 4,500/~10,000 rows, 9,000 rows/s, ETA 0.6 s` (with a bar if asked), or `: 4,500 rows,
+ * 9,000 rows/s` without an estimate.
+ */
+function progress(rows: number, estimated: number, elapsedMs: number, bar: boolean): string {
+  const rate = (rows / Math.max(1, elapsedMs)) * 1000;
+  if (estimated <= 0) return `: ${count(rows)} rows, ${count(rate)} rows/s`;
+  const fraction = Math.min(1, rows / estimated);
+  // No ETA before the first rows are in: "ETA 0 ms" at 0% would be a promise.
+  const eta = rate > 0 ? `, ETA ${seconds(Math.max(0, ((estimated - rows) / rate) * 1000))}` : '';
+  const graphic = bar ? ` ${progressBar(fraction, 24)}` : '';
+  return `${graphic} ${Math.floor(fraction * 100)}% ${count(rows)}/~${count(estimated)} rows, ${count(rate)} rows/s${eta}`;
 }
 
 function progressBar(fraction: number, width: number): string {

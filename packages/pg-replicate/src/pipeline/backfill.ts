@@ -60,6 +60,12 @@ export async function backfill(
 ): Promise<Map<string, Lsn | null>> {
   const chunkPlans = await source.planChunks(tables, options.workers, options.chunkPages);
   const planned = tables.map((table, i) => planCopy(table, chunkPlans[i]!, snapshot, options));
+  const estimates = tables.map((table, i) => estimatedRows(table, planned[i]!));
+  options.onProgress({
+    type: 'backfill-start',
+    tables: tables.length,
+    estimatedRows: estimates.includes(-1) ? -1 : estimates.reduce((sum, rows) => sum + rows, 0),
+  });
   const queues = new CopyQueues<CopyItem>(tables.length, COPY_QUEUE_BYTES, weigh);
   const reading = readTables(source, sink, tables, planned, snapshot, queues, options);
   const consistentAt = new Map<string, Lsn | null>();
@@ -67,7 +73,8 @@ export async function backfill(
     for (const [index, table] of tables.entries()) {
       throwIfAborted(options.signal);
       const position = { index: index + 1, count: tables.length };
-      await writeTable(sink, table, planned[index]!, queues, index, options, position);
+      const copy = { ...planned[index]!, estimatedRows: estimates[index]! };
+      await writeTable(sink, table, copy, queues, index, options, position);
       consistentAt.set(tableKey(table), planned[index]!.consistentAt);
     }
   } catch (error) {
@@ -83,7 +90,7 @@ export async function backfill(
 async function writeTable(
   sink: Sink,
   table: PublishedTable,
-  { plan, todo, consistentAt }: PlannedCopy,
+  { plan, consistentAt, estimatedRows }: PlannedCopy & { estimatedRows: number },
   queues: CopyQueues<CopyItem>,
   index: number,
   options: BackfillOptions,
@@ -91,11 +98,6 @@ async function writeTable(
 ): Promise<void> {
   const key = tableKey(table);
   const started = performance.now();
-  // A resumed copy sends the rows of its remaining chunks only (pages are a fair proxy).
-  const estimatedRows =
-    table.estimatedRows === undefined || table.estimatedRows < 0
-      ? -1
-      : Math.round((table.estimatedRows * todo.length) / plan.chunks.length);
   options.onProgress({ type: 'copy-start', table: key, estimatedRows, ...position });
   await sink.beginCopy(table, consistentAt, plan);
   let rows = 0;
@@ -154,6 +156,13 @@ async function readTables(
     queues.fail(error);
     throw error;
   }
+}
+
+/** Rows a table's copy is expected to send (-1: unknown, the table was never analyzed). */
+function estimatedRows(table: PublishedTable, { plan, todo }: PlannedCopy): number {
+  if (table.estimatedRows === undefined || table.estimatedRows < 0) return -1;
+  // A resumed copy sends the rows of its remaining chunks only (pages are a fair proxy).
+  return Math.round((table.estimatedRows * todo.length) / plan.chunks.length);
 }
 
 /** The chunks to copy, and the LSN the table's copy will be consistent with. */

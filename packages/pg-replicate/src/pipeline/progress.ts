@@ -6,6 +6,13 @@ import type { Lsn } from '../lsn.js';
 
 export type ProgressEvent =
   | {
+      readonly type: 'backfill-start';
+      /** Tables this backfill copies. */
+      readonly tables: number;
+      /** Rows it is expected to copy, from the statistics (-1: a table was never analyzed). */
+      readonly estimatedRows: number;
+    }
+  | {
       readonly type: 'copy-start';
       readonly table: string;
       readonly estimatedRows: number;
