@@ -95,16 +95,23 @@ export class CopyWriter {
     if (stage.bytes >= LOAD_BYTES) await this.#startLoad();
   }
 
-  /** Loads what is left and waits for every load. */
+  /**
+   * Loads what is left and waits for every load. The last load's transaction stays open, for the
+   * caller to record the copy done in it.
+   */
   async finish(): Promise<void> {
     await this.flush();
     this.#target = null;
     this.#discardFiles();
   }
 
-  /** Makes every row written so far durable (the copy goes on). */
+  /**
+   * Loads every row written so far (the copy goes on), leaving the load's transaction open for the
+   * caller to commit with what it records about those rows: the rows and the record are durable
+   * together.
+   */
   async flush(): Promise<void> {
-    await this.#startLoad();
+    await this.#startLoad(true);
     await this.#settle();
   }
 
@@ -122,20 +129,25 @@ export class CopyWriter {
   }
 
   /** Hands the current file to DuckDB and switches to the other one. */
-  async #startLoad(): Promise<void> {
+  async #startLoad(keepOpen = false): Promise<void> {
     const target = this.#require();
     const stage = this.#files[this.#current]!;
     if (stage.rows === 0) return;
     await this.#settle();
     stage.flush();
-    const load = this.#load(target, stage);
+    const load = this.#load(target, stage, keepOpen);
     load.catch(() => {}); // observed by #settle
     this.#loading = load;
     this.#current = 1 - this.#current;
     this.#files[this.#current]!.reset();
   }
 
-  async #load(target: CopyTarget, stage: StageFile): Promise<void> {
+  /**
+   * Loads a staged file in a transaction: the one still open (the sink's `beginCopy` leaves the
+   * table's clearing open, so that a small table is copied in one transaction instead of three),
+   * or a new one. Commits it unless `keepOpen`.
+   */
+  async #load(target: CopyTarget, stage: StageFile, keepOpen: boolean): Promise<void> {
     const { plan } = target;
     const names = plan.columns.map((_, i) => `c${i}`);
     if (plan.columns.length === 1) names.push('_sentinel');
@@ -143,6 +155,8 @@ export class CopyWriter {
     if (!this.#sized) {
       this.#sized = true;
       const rows = rowGroupSizeFor(stage.bytes / stage.rows);
+      // The file is attached again only between transactions: what is open is whole on its own.
+      if (rows !== this.#db.rowGroupSize) await this.#db.commit();
       await this.#db.useRowGroupSize(rows, `copying into ${plan.key}`, target.memoryLimit);
     }
     await this.#db.begin();
@@ -165,7 +179,7 @@ export class CopyWriter {
       const sql = changelogCopySql(read, plan, target.snapshotLsn);
       await runConverting(this.#db, sql, `copying into the changelog of ${plan.key}`, plan, read);
     }
-    await this.#db.commit();
+    if (!keepOpen) await this.#db.commit();
   }
 
   async #settle(): Promise<void> {

@@ -215,6 +215,11 @@ export class DuckDbDatabase {
     return this.run(`SET memory_limit = ${literal(limit)}`, 'setting the memory limit');
   }
 
+  /** Rows per row group of the file as attached now. */
+  get rowGroupSize(): number {
+    return this.#rowGroupSize;
+  }
+
   get inTransaction(): boolean {
     return this.#inTransaction;
   }

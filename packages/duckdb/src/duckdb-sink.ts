@@ -5,8 +5,9 @@
  * the pipeline resumes from.
  *
  * Transactions, as the `Sink` contract asks:
- * - `beginCopy` clears the table and its copied flag and commits that at once; the rows then load
- *   in transactions of ~64 MB, and `endCopy` sets the flag once they are all committed. A copy cut
+ * - `beginCopy` clears the table and its copied flag in a transaction that the first load of rows
+ *   commits; the rows load in transactions of ~64 MB, and `endCopy` sets the flag in the last one
+ *   (a small table is one transaction: its three commits cost more than its rows). A copy cut
  *   short leaves the flag unset, so the table is cleared and copied again.
  * - A change batch opens a transaction (or continues the one an earlier batch without `commit`
  *   left open); the batch with `commit` records the LSN and commits. `close` rolls back whatever
@@ -237,18 +238,23 @@ export class DuckDbSink implements Sink {
       const resume = copyPlan?.resume ?? null;
       if (resume !== null && !resumable) {
         // The table lost its key since: forget the plan, so the next run copies it in full.
-        await db.transaction(() => state.setCopyPlan(table, null));
+        await db.transaction(() => state.recordCopy(table, { plan: null }));
         throw new PgReplicateError(
           'COPY_INCOMPLETE',
           `the copy of ${key} cannot resume: it has no key any more`,
         );
       }
+      // Before any transaction: a `SET` that fails aborts the transaction it runs in.
+      await db.configure({
+        memoryLimit: resume === null ? this.#copyMemoryLimit() : this.#memoryLimit(),
+        preserveInsertionOrder: false,
+      });
       if (resume !== null) {
         // The plan as stored, with the chunks already done (the pipeline resumes exactly it).
         const stored = this.#copies.get(key);
         if (stored === undefined || (stored.done.length > 0 && (await this.#isEmpty(plan.target)))) {
           // The rows copied before are gone (the DuckDB table was dropped or emptied by hand).
-          await db.transaction(() => state.setCopyPlan(table, null));
+          await db.transaction(() => state.recordCopy(table, { plan: null }));
           throw new PgReplicateError(
             'COPY_INCOMPLETE',
             `the copy of ${key} cannot resume: the DuckDB table lost the rows copied before`,
@@ -256,8 +262,10 @@ export class DuckDbSink implements Sink {
         }
         const until = maxLsn(applier.replayWindow(key) ?? 0n, resume.replayUntil);
         await db.transaction(async () => {
-          await state.setCopied(table, keys, false, snapshotLsn);
-          await state.setReplayUntil(table, until);
+          await state.recordCopy(table, {
+            copied: { done: false, snapshotLsn, keyColumns: keys },
+            replayUntil: until,
+          });
         });
         applier.setReplayWindow(key, until);
       } else {
@@ -265,27 +273,25 @@ export class DuckDbSink implements Sink {
           resumable && snapshotLsn !== null && copyPlan !== undefined && copyPlan.chunks.length > 1
             ? { snapshotLsn, fingerprint: copyPlan.fingerprint, chunks: copyPlan.chunks, done: [] }
             : null;
-        await db.transaction(async () => {
-          if (catalog.materialized)
-            await db.run(`DELETE FROM ${plan.target}`, `clearing ${plan.key} for its copy`);
-          if (catalog.changelog) {
-            await db.run(
-              `DELETE FROM ${qualified(table.schema, changelogName(table))} WHERE op = 'copy'`,
-              `clearing the copied rows of ${plan.key} from its changelog`,
-            );
-          }
-          await state.setCopied(table, keys, false, null);
-          await state.setCopyPlan(table, recorded);
-          await state.setReplayUntil(table, null);
+        // Left open: it commits with the first load (see `CopyWriter`), or with `endCopy`.
+        await db.begin();
+        if (catalog.materialized)
+          await db.run(`DELETE FROM ${plan.target}`, `clearing ${plan.key} for its copy`);
+        if (catalog.changelog) {
+          await db.run(
+            `DELETE FROM ${qualified(table.schema, changelogName(table))} WHERE op = 'copy'`,
+            `clearing the copied rows of ${plan.key} from its changelog`,
+          );
+        }
+        await state.recordCopy(table, {
+          copied: { done: false, snapshotLsn: null, keyColumns: keys },
+          plan: recorded,
+          replayUntil: null,
         });
         applier.setReplayWindow(key, null);
         if (recorded !== null) this.#copies.set(key, recorded);
         else this.#copies.delete(key);
       }
-      await db.configure({
-        memoryLimit: resume === null ? this.#copyMemoryLimit() : this.#memoryLimit(),
-        preserveInsertionOrder: false,
-      });
       copier.begin({
         plan,
         snapshotLsn,
@@ -307,9 +313,11 @@ export class DuckDbSink implements Sink {
     const copy = this.#copies.get(tableKey(table));
     if (copy === undefined) return;
     await this.#guard(async () => {
-      await copier.flush();
+      await copier.flush(); // leaves its load open: the chunk's rows commit with its record
       const recorded = { ...copy, done: [...copy.done, index] };
-      await db.transaction(() => state.setCopyPlan(table, recorded));
+      await db.begin();
+      await state.recordCopy(table, { plan: recorded });
+      await db.commit();
       this.#copies.set(tableKey(table), recorded);
     });
   }
@@ -317,12 +325,12 @@ export class DuckDbSink implements Sink {
   async endCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void> {
     const { db, state, copier, catalog } = this.#require();
     await this.#guard(async () => {
-      await copier.finish();
+      await copier.finish(); // leaves its last load open: the rows commit with the copied flag
       const plan = await catalog.plan(table);
-      await db.transaction(async () => {
-        await state.setCopied(table, identityNames(table, plan.identity), true, snapshotLsn);
-        await state.setCopyPlan(table, null);
-      });
+      const keyColumns = identityNames(table, plan.identity);
+      await db.begin();
+      await state.recordCopy(table, { copied: { done: true, snapshotLsn, keyColumns }, plan: null });
+      await db.commit();
       this.#copies.delete(tableKey(table));
     });
   }
@@ -412,9 +420,12 @@ export class DuckDbSink implements Sink {
     if (table === undefined) return;
     const plan = await catalog.plan(table);
     await db.transaction(async () => {
-      await state.setCopied(table, identityNames(table, plan.identity), false, null);
-      await state.setCopyPlan(table, null);
-      await state.setReplayUntil(table, null);
+      const keyColumns = identityNames(table, plan.identity);
+      await state.recordCopy(table, {
+        copied: { done: false, snapshotLsn: null, keyColumns },
+        plan: null,
+        replayUntil: null,
+      });
     });
   }
 

@@ -116,33 +116,6 @@ export class StateStore {
     return new Map(rows.map((row) => [row.table_key, row.replay_until]));
   }
 
-  /** Records the chunks of a table's copy in progress (null: none), inside the caller's transaction. */
-  async setCopyPlan(table: TableSchema, plan: PartialCopy | null): Promise<void> {
-    const stored: StoredPlan | null =
-      plan === null
-        ? null
-        : {
-            snapshotLsn: String(plan.snapshotLsn),
-            fingerprint: plan.fingerprint,
-            chunks: plan.chunks.map((chunk) => [chunk.firstPage, chunk.endPage]),
-            done: [...plan.done],
-          };
-    await this.#db.run(
-      `UPDATE ${STATE_SCHEMA}.tables SET copy_plan = ${stored === null ? 'NULL' : literal(JSON.stringify(stored))}
-        WHERE pipeline_id = ${this.#pipeline} AND table_key = ${literal(tableKey(table))}`,
-      `recording the copy plan of ${tableKey(table)}`,
-    );
-  }
-
-  /** Sets up to which LSN replayed changes of the table may meet rows that have them (null: none). */
-  async setReplayUntil(table: TableSchema, lsn: Lsn | null): Promise<void> {
-    await this.#db.run(
-      `UPDATE ${STATE_SCHEMA}.tables SET replay_until = ${lsn === null ? 'NULL' : lsn}
-        WHERE pipeline_id = ${this.#pipeline} AND table_key = ${literal(tableKey(table))}`,
-      `recording the replay window of ${tableKey(table)}`,
-    );
-  }
-
   /** Records the end LSN of the last applied transaction (inside the caller's transaction). */
   async setLastLsn(lsn: Lsn): Promise<void> {
     await this.#db.run(
@@ -152,18 +125,26 @@ export class StateStore {
   }
 
   /**
-   * Records a table as copied (with the snapshot LSN) or not (its copy is in progress or was
-   * never done), inside the caller's transaction.
+   * Records what changed in a table's copy state, in one statement inside the caller's
+   * transaction (a copy of a small table costs little more than its statements): whether it is
+   * copied (and at which snapshot LSN; its key and columns are documented with it), the chunks of
+   * a copy in progress (null: none), and up to which LSN replayed changes may meet rows that
+   * already have them (null: none). Fields left out keep their value.
    */
-  async setCopied(
-    table: TableSchema,
-    keyColumns: readonly string[],
-    copied: boolean,
-    snapshotLsn: Lsn | null,
-  ): Promise<void> {
-    await this.describeTable(table, keyColumns);
+  async recordCopy(table: TableSchema, change: CopyStateChange): Promise<void> {
+    const { copied, plan, replayUntil } = change;
+    const sets: string[] = [];
+    if (copied !== undefined) {
+      await this.describeTable(table, copied.keyColumns);
+      const lsn = copied.snapshotLsn === null ? 'NULL' : copied.snapshotLsn;
+      sets.push(`copied = ${copied.done}`, `snapshot_lsn = ${lsn}`);
+    }
+    if (plan !== undefined)
+      sets.push(`copy_plan = ${plan === null ? 'NULL' : literal(JSON.stringify(storedPlan(plan)))}`);
+    if (replayUntil !== undefined) sets.push(`replay_until = ${replayUntil === null ? 'NULL' : replayUntil}`);
+    if (sets.length === 0) return;
     await this.#db.run(
-      `UPDATE ${STATE_SCHEMA}.tables SET copied = ${copied}, snapshot_lsn = ${snapshotLsn === null ? 'NULL' : snapshotLsn}
+      `UPDATE ${STATE_SCHEMA}.tables SET ${sets.join(', ')}
         WHERE pipeline_id = ${this.#pipeline} AND table_key = ${literal(tableKey(table))}`,
       `recording the copy state of ${tableKey(table)}`,
     );
@@ -229,5 +210,25 @@ function parsePlan(text: string): PartialCopy {
     fingerprint: plan.fingerprint,
     chunks: plan.chunks.map(([firstPage, endPage]) => ({ firstPage, endPage })),
     done: plan.done,
+  };
+}
+
+/** A change of a table's copy state (see {@link StateStore.recordCopy}). */
+export interface CopyStateChange {
+  readonly copied?: {
+    readonly done: boolean;
+    readonly snapshotLsn: Lsn | null;
+    readonly keyColumns: readonly string[];
+  };
+  readonly plan?: PartialCopy | null;
+  readonly replayUntil?: Lsn | null;
+}
+
+function storedPlan(plan: PartialCopy): StoredPlan {
+  return {
+    snapshotLsn: String(plan.snapshotLsn),
+    fingerprint: plan.fingerprint,
+    chunks: plan.chunks.map((chunk) => [chunk.firstPage, chunk.endPage]),
+    done: [...plan.done],
   };
 }
