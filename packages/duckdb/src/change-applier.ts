@@ -175,6 +175,11 @@ export class ChangeApplier {
     return this.#replayUntil.get(key);
   }
 
+  /** Whether any table has a replay window (changes replayed over a resumed copy). */
+  get replaying(): boolean {
+    return this.#replayUntil.size > 0;
+  }
+
   /** Changes of the table up to `lsn` may already be in it (null: none may). */
   setReplayWindow(key: string, lsn: Lsn | null): void {
     if (lsn === null) this.#replayUntil.delete(key);

@@ -307,13 +307,18 @@ function openError(error: unknown, path: string): PgReplicateError {
   });
 }
 
+/** Whether DuckDB failed for want of memory (under its `memory_limit`). */
+export function isOutOfMemory(message: string): boolean {
+  // A checkpoint that runs out of memory fails as an I/O error that names the block it could not pin.
+  return /Out of Memory Error|failed to pin block/.test(message);
+}
+
 /** Wraps a DuckDB failure with what was being done (and to which table). */
 export function sinkError(error: unknown, what: string): PgReplicateError {
   if (error instanceof PgReplicateError) return error;
   const message = messageOf(error).split('\n')[0] ?? '';
   const conversion = /^(Conversion|Invalid Input) Error/.test(message);
-  // A checkpoint that runs out of memory fails as an I/O error that names the block it could not pin.
-  const memory = /^Out of Memory Error|failed to pin block/.test(message);
+  const memory = isOutOfMemory(message);
   const copying = what.startsWith('copying');
   return new PgReplicateError('SINK_ERROR', `DuckDB failed ${what}: ${message}`, {
     hint: conversion

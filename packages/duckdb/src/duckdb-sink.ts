@@ -40,7 +40,7 @@ import { maxLsn, PgReplicateError, tableKey } from 'pg-replicate';
 import { ChangeApplier, ResumedCopyIncompleteError, type StagedChanges } from './change-applier.js';
 import { type ChangelogMode, changelogName } from './changelog.js';
 import { CopyWriter } from './copy-writer.js';
-import { DuckDbDatabase, smallerSize } from './duckdb-database.js';
+import { DuckDbDatabase, isOutOfMemory, smallerSize } from './duckdb-database.js';
 import { qualified } from './sql.js';
 import { StageFilePool } from './stage-file.js';
 import { StateStore } from './state-store.js';
@@ -74,7 +74,9 @@ export interface DuckDbSinkOptions {
    * DuckDB `memory_limit` while the sink copies a table (default `64MB`, never above
    * `memoryLimit`). A copy only appends, but DuckDB keeps the blocks it writes cached up to its
    * limit: copying 5M rows peaked at ~560 MB RSS under 256 MB and 290–330 MB under 64 MB, as fast.
-   * Changes, and resumed copies (which replace rows by key), run under `memoryLimit`.
+   * Bulk loads run under it too: transactions larger than a batch whose first part is inserts
+   * only (until a part updates or deletes). Other changes, and resumed copies (which replace rows
+   * by key), run under `memoryLimit`.
    */
   copyMemoryLimit?: string;
   /** Directory for staging files (default: the OS temp directory). */
@@ -144,6 +146,8 @@ export class DuckDbSink implements Sink {
   #streaming = false;
   /** The last change batch given, until applied (batches apply one after another, in order). */
   #applying: Promise<void> = Promise.resolve();
+  /** The open change transaction is a bulk load, under the copy's limit (see `#configureForChanges`). */
+  #bulkLoad = false;
   /** Copies in progress that record their chunks, by table key (as stored). */
   readonly #copies = new Map<string, PartialCopy>();
 
@@ -352,7 +356,15 @@ export class DuckDbSink implements Sink {
     }
     // The events are only kept when they could not be staged (the batch object is let go here).
     const events = staged === null ? batch.events : null;
-    const applying = this.#applyChanges(this.#applying, staged, stagingError, events, batch.commit);
+    const insertsOnly = batch.events.every((event) => event.op === 'insert');
+    const applying = this.#applyChanges(
+      this.#applying,
+      staged,
+      stagingError,
+      events,
+      batch.commit,
+      insertsOnly,
+    );
     this.#applying = applying;
     return applying;
   }
@@ -370,13 +382,14 @@ export class DuckDbSink implements Sink {
     stagingError: unknown,
     events: readonly ChangeEvent[] | null,
     commit: ChangeBatch['commit'],
+    insertsOnly: boolean,
   ): Promise<void> {
     const { db, applier, state } = this.#require();
     try {
       await previous;
       await this.#guard(async () => {
         if (stagingError !== null) throw stagingError;
-        await db.configure({ memoryLimit: this.#memoryLimit(), preserveInsertionOrder: true });
+        await this.#configureForChanges(!db.inTransaction && !commit && insertsOnly, insertsOnly);
         await db.begin();
         if (staged !== null) {
           const ready = staged;
@@ -388,12 +401,21 @@ export class DuckDbSink implements Sink {
         if (commit) {
           await state.setLastLsn(commit.lsn);
           await db.commit();
+          this.#bulkLoad = false;
           applier.transactionEnded();
           // Under 256 MB, DuckDB kept ~200 MB of blocks cached through a stream of inserts.
           await db.releaseCache(this.#copyMemoryLimit());
         }
       });
     } catch (error) {
+      const bulkLoad = this.#bulkLoad;
+      this.#bulkLoad = false; // rolled back
+      if (bulkLoad && error instanceof Error && isOutOfMemory(error.message)) {
+        throw new PgReplicateError('SINK_ERROR', error.message, {
+          hint: 'the transaction is a bulk load (inserts only, larger than a batch), applied under copyMemoryLimit as copies are: raise it (--duckdb-copy-memory-limit, sink.copyMemoryLimit; default 64MB) and run again — nothing of it was applied',
+          cause: error,
+        });
+      }
       const incomplete = error instanceof PgReplicateError ? error.cause : undefined;
       if (!(incomplete instanceof ResumedCopyIncompleteError)) throw error;
       await this.#recopy(incomplete.tableKey);
@@ -405,6 +427,33 @@ export class DuckDbSink implements Sink {
       // Staged but never applied (an earlier batch failed): its files are free again.
       if (staged !== null) applier.discard(staged);
     }
+  }
+
+  /**
+   * The memory limit for a change batch. A transaction that arrives in parts (`bulk`: the first
+   * part, before the transaction begins) and starts with inserts only is a bulk load, run under
+   * the copy's limit as copies are: DuckDB keeps the blocks it writes cached up to its limit until
+   * the commit, and a 2 GB load in one transaction peaked at 526 MB under 256 MB, 316 MB under
+   * 64 MB. A later part that updates or deletes gets the sink's limit back: those join staged
+   * rows with the table, and failed under 80 MB. Raising the limit inside a transaction is safe;
+   * lowering it is tried only between transactions (a `SET` that fails aborts the transaction it
+   * runs in), and if DuckDB cannot get down to it, the sink's limit stays.
+   */
+  async #configureForChanges(bulk: boolean, insertsOnly: boolean): Promise<void> {
+    const { db, applier } = this.#require();
+    const normal = { memoryLimit: this.#memoryLimit(), preserveInsertionOrder: true };
+    if (bulk && !applier.replaying) {
+      const lowered = await db
+        .configure({ ...normal, memoryLimit: this.#copyMemoryLimit() })
+        .then(() => true)
+        .catch(() => false);
+      this.#bulkLoad = lowered;
+      if (lowered) return;
+    } else if (db.inTransaction && insertsOnly) {
+      return; // a bulk load goes on under the limit it began with
+    }
+    await db.configure(normal);
+    this.#bulkLoad = false;
   }
 
   async #isEmpty(target: string): Promise<boolean> {

@@ -5,7 +5,7 @@
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RowData, TableSchema } from '../../pg-replicate/src/index.js';
 import { Pipeline } from '../../pg-replicate/src/pipeline/pipeline.js';
 import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js';
@@ -240,8 +240,8 @@ describe('DuckDB sink', () => {
     });
   });
 
-  it('copies under copyMemoryLimit and applies changes under memoryLimit', async () => {
-    // 8MB holds a load of a few rows, not a batch of 10 MB of changes (checked below).
+  it('copies and bulk-loads under copyMemoryLimit, and applies other changes under memoryLimit', async () => {
+    // 8MB holds a load of a few rows, not 20 MB of rows (checked below).
     const limits = { copyMemoryLimit: '8MB', memoryLimit: '256MB' };
     await db.sql(`
       CREATE TABLE roomy (id int PRIMARY KEY, t text);
@@ -252,16 +252,26 @@ describe('DuckDB sink', () => {
     const path = join(scratch.dir, 'roomy.duckdb');
     const options = { publication: 'pub_roomy', slot: 'slot_roomy', batchMaxRows: 10_000 };
     await replicate(db, { ...options, sink: { path, ...limits } });
+    // A bulk load: 20 MB of inserts in one transaction, in parts.
     await db.sql(`
       INSERT INTO roomy SELECT g, repeat(md5(g::text), 32) FROM generate_series(3, 20000) g;
       ALTER PUBLICATION pub_roomy ADD TABLE later;`);
 
-    // This run copies "later" first (under 8MB), then applies the 20 MB of changes.
+    // This run copies "later" first (under 8MB), then meets the bulk load (under 8MB too).
     const tight = join(scratch.dir, 'roomy-tight.duckdb');
     await copyFile(path, tight);
     await expect(
       replicate(db, { ...options, sink: { path: tight, memoryLimit: '8MB' } }),
     ).rejects.toMatchObject({ code: 'SINK_ERROR', message: expect.stringMatching(/Out of Memory/) });
+    await expect(replicate(db, { ...options, sink: { path, ...limits } })).rejects.toMatchObject({
+      code: 'SINK_ERROR',
+      message: expect.stringMatching(/Out of Memory/),
+      hint: expect.stringMatching(/bulk load .* copyMemoryLimit/),
+    });
+    await replicate(db, { ...options, sink: { path, ...limits, copyMemoryLimit: '64MB' } });
+    await expectEqualTables(db, path, ['public.roomy', 'public.later']);
+    // 20 MB of updates in one transaction are not a bulk load: applied under memoryLimit.
+    await db.sql(`UPDATE roomy SET t = t || 'x'`);
     await replicate(db, { ...options, sink: { path, ...limits } });
     await expectEqualTables(db, path, ['public.roomy', 'public.later']);
     // And copies are held to copyMemoryLimit: 20 MB of rows do not load under 8MB.
@@ -360,6 +370,69 @@ describe('DuckDB sink', () => {
     const reopened = new DuckDbSink({ path });
     expect((await reopened.open(context)).lastLsn).toBe(0x2010n);
     await reopened.close();
+  });
+
+  it('runs a bulk load that arrives in parts under the copy limit, and gives updates the whole limit back', async () => {
+    const path = join(scratch.dir, 'bulk.duckdb');
+    const schema = twoColumnTable('bulk', 'v', 'text');
+    const tx = (commitLsn: bigint) => ({ xid: 9, commitLsn, commitTime: 0n });
+    const insert = (id: number, commitLsn: bigint) => ({
+      op: 'insert' as const,
+      table: schema,
+      new: twoColumnRow(id, `v${id}`),
+      lsn: 1n,
+      tx: tx(commitLsn),
+    });
+    const update = (id: number, commitLsn: bigint) => ({
+      op: 'update' as const,
+      table: schema,
+      new: twoColumnRow(id, `u${id}`),
+      old: undefined,
+      oldIsKey: false,
+      lsn: 1n,
+      tx: tx(commitLsn),
+    });
+    const limits: string[] = [];
+    const run = DuckDbDatabase.prototype.run;
+    const spy = vi.spyOn(DuckDbDatabase.prototype, 'run').mockImplementation(function (
+      this: DuckDbDatabase,
+      sql: string,
+      what: string,
+    ) {
+      const set = /^SET memory_limit = '(.*)'$/.exec(sql);
+      if (set) limits.push(`${set[1]}${this.inTransaction ? ' inside' : ''}`);
+      return run.call(this, sql, what);
+    });
+    const sink = new DuckDbSink({ path, memoryLimit: '200MB', copyMemoryLimit: '48MB' });
+    try {
+      await sink.open({ types: new TypeRegistry(), pipelineId: 'bulk', mode: 'cdc' });
+      await sink.prepare([schema]);
+      limits.length = 0;
+      // A transaction in three parts: inserts, inserts, then an update.
+      await sink.writeChanges({ events: [insert(1, 0x100n), insert(2, 0x100n)] });
+      await sink.writeChanges({ events: [insert(3, 0x100n)] });
+      expect(limits).toEqual(['48MB']);
+      await sink.writeChanges({ events: [update(1, 0x100n)], commit: { lsn: 0x100n } });
+      // Raised inside the transaction for the update; after the commit, the cache is released.
+      expect(limits).toEqual(['48MB', '200MB inside', '48MB', '200MB']);
+      // A transaction in one batch, and one in parts that begins with an update: the whole limit.
+      limits.length = 0;
+      await sink.writeChanges({ events: [insert(4, 0x200n)], commit: { lsn: 0x200n } });
+      await sink.writeChanges({ events: [update(2, 0x300n)] });
+      await sink.writeChanges({ events: [insert(5, 0x300n)], commit: { lsn: 0x300n } });
+      // Only the cache releases after the two commits: neither transaction ran under the copy limit.
+      expect(limits).toEqual(['48MB', '200MB', '48MB', '200MB']);
+    } finally {
+      spy.mockRestore();
+      await sink.close();
+    }
+    expect(await queryDuckDb(path, 'SELECT id, v FROM public.bulk ORDER BY id')).toEqual([
+      { id: 1, v: 'u1' },
+      { id: 2, v: 'u2' },
+      { id: 3, v: 'v3' },
+      { id: 4, v: 'v4' },
+      { id: 5, v: 'v5' },
+    ]);
   });
 
   it('applies batches handed over together in order; one after a failed batch fails with it, unapplied', async () => {

@@ -146,7 +146,7 @@ export function buildProgram(handler: CommandHandler): Command {
     )
     .option(
       '--duckdb-copy-memory-limit <size>',
-      "duckdb: DuckDB's memory_limit while a table is copied (default 64MB, never above --duckdb-memory-limit)",
+      "duckdb: DuckDB's memory_limit while a table is copied, and for bulk loads (transactions of inserts only, larger than a batch) (default 64MB, never above --duckdb-memory-limit)",
       duckDbSize('--duckdb-copy-memory-limit'),
     )
     .option('--bq-project <id>', 'bigquery: Google Cloud project of the dataset')

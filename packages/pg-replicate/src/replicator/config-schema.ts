@@ -129,7 +129,7 @@ const duckDbSinkSchema = z.strictObject({
   copyMemoryLimit: duckDbSize()
     .optional()
     .describe(
-      "duckdb: DuckDB's `memory_limit` while a table is copied (default `64MB`, never above `memoryLimit`).",
+      "duckdb: DuckDB's `memory_limit` while a table is copied, and for bulk loads (transactions of inserts only, larger than a batch) (default `64MB`, never above `memoryLimit`).",
     ),
 });
 
