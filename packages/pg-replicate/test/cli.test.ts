@@ -206,6 +206,20 @@ describe('pg-replicate CLI', () => {
     expect(next.lines.map((l) => (l['new'] as Record<string, unknown>)['id'])).toEqual(['2003']);
   });
 
+  it('stops quietly with 141 (SIGPIPE) when the reader of stdout goes away, as `| head` does', async () => {
+    await db.sql(`INSERT INTO golden (id, s) SELECT g, 'pipe ' || g FROM generate_series(900000, 929999) g`);
+    const run = startCli([...flags, 'copy', 'my_publication']);
+    await waitFor(() => run.stdout().includes('\n'), 10_000, 'the first line');
+    run.child.stdout.destroy(); // the reader is gone
+    expect(await run.exited).toBe(141);
+    expect(run.stderr()).not.toMatch(/EPIPE|Error|at /);
+    await db.sql('DELETE FROM golden WHERE id BETWEEN 900000 AND 929999');
+    const help = startCli(['--help']);
+    help.child.stdout.destroy();
+    expect(await help.exited).toBe(141);
+    expect(help.stderr()).toBe('');
+  });
+
   it('drop asks for --yes, then drops the slot', async () => {
     await cli([...flags, 'cdc', 'my_publication', 'drop_me', '--end-lsn', await currentLsn()]);
     const dry = await cli([...flags, 'drop', 'drop_me']);

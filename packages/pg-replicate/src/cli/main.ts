@@ -23,8 +23,17 @@ export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 /** A second signal: stop now, like most CLIs (128 + SIGINT). */
 const EXIT_INTERRUPTED = 130;
+/** The reader of stdout went away (128 + SIGPIPE, as a process killed by it reports). */
+const EXIT_BROKEN_PIPE = 141;
 
 export async function main(argv: readonly string[] = process.argv): Promise<void> {
+  // `pg-replicate … | head`: the reader is gone, so the lines written next would be lost to it.
+  // Stop as a process killed by SIGPIPE does (Node ignores that signal), without a stack trace;
+  // the stdout sink confirms a line only once written, so a resumed run starts after the last one.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(EXIT_BROKEN_PIPE);
+  });
   const program = buildProgram(handle);
   try {
     await program.parseAsync(argv as string[]);
