@@ -389,7 +389,7 @@ export class DuckDbSink implements Sink {
       await previous;
       await this.#guard(async () => {
         if (stagingError !== null) throw stagingError;
-        await this.#configureForChanges(!db.inTransaction && !commit && insertsOnly, insertsOnly);
+        await this.#configureForChanges(insertsOnly, commit !== undefined);
         await db.begin();
         if (staged !== null) {
           const ready = staged;
@@ -430,29 +430,27 @@ export class DuckDbSink implements Sink {
   }
 
   /**
-   * The memory limit for a change batch. A transaction that arrives in parts (`bulk`: the first
-   * part, before the transaction begins) and starts with inserts only is a bulk load, run under
-   * the copy's limit as copies are: DuckDB keeps the blocks it writes cached up to its limit until
-   * the commit, and a 2 GB load in one transaction peaked at 526 MB under 256 MB, 316 MB under
-   * 64 MB. A later part that updates or deletes gets the sink's limit back: those join staged
-   * rows with the table, and failed under 80 MB. Raising the limit inside a transaction is safe;
-   * lowering it is tried only between transactions (a `SET` that fails aborts the transaction it
-   * runs in), and if DuckDB cannot get down to it, the sink's limit stays.
+   * The memory limit for a change batch. A transaction that arrives in parts and whose first part
+   * is inserts only is a bulk load, run under the copy's limit as copies are: DuckDB keeps the
+   * blocks it writes cached up to its limit until the commit, and a 2 GB load in one transaction
+   * peaked at 526 MB under 256 MB, 316 MB under 64 MB. A later part that updates or deletes gets
+   * the sink's limit back: those join staged rows with the table, and failed under 80 MB. Raising
+   * the limit inside a transaction is safe; lowering it is tried only between transactions (a
+   * `SET` that fails aborts the transaction it runs in), and if DuckDB cannot get down to it, the
+   * sink's limit stays.
    */
-  async #configureForChanges(bulk: boolean, insertsOnly: boolean): Promise<void> {
+  async #configureForChanges(insertsOnly: boolean, lastPart: boolean): Promise<void> {
     const { db, applier } = this.#require();
-    const normal = { memoryLimit: this.#memoryLimit(), preserveInsertionOrder: true };
-    if (bulk && !applier.replaying) {
-      const lowered = await db
-        .configure({ ...normal, memoryLimit: this.#copyMemoryLimit() })
+    if (db.inTransaction && insertsOnly) return; // goes on under the limit it began with
+    if (!db.inTransaction && !lastPart && insertsOnly && !applier.replaying) {
+      const copyLimit = { memoryLimit: this.#copyMemoryLimit(), preserveInsertionOrder: true };
+      this.#bulkLoad = await db
+        .configure(copyLimit)
         .then(() => true)
         .catch(() => false);
-      this.#bulkLoad = lowered;
-      if (lowered) return;
-    } else if (db.inTransaction && insertsOnly) {
-      return; // a bulk load goes on under the limit it began with
+      if (this.#bulkLoad) return;
     }
-    await db.configure(normal);
+    await db.configure({ memoryLimit: this.#memoryLimit(), preserveInsertionOrder: true });
     this.#bulkLoad = false;
   }
 

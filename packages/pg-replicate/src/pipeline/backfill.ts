@@ -48,6 +48,8 @@ interface PlannedCopy {
   readonly plan: CopyPlan;
   readonly todo: readonly number[];
   readonly consistentAt: Lsn | null;
+  /** Rows it is expected to send (-1: unknown, the table was never analyzed). */
+  readonly estimatedRows: number;
 }
 
 /** Copies `tables`; returns, for each, the LSN its copy is consistent with. */
@@ -60,7 +62,7 @@ export async function backfill(
 ): Promise<Map<string, Lsn | null>> {
   const chunkPlans = await source.planChunks(tables, options.workers, options.chunkPages);
   const planned = tables.map((table, i) => planCopy(table, chunkPlans[i]!, snapshot, options));
-  const estimates = tables.map((table, i) => estimatedRows(table, planned[i]!));
+  const estimates = planned.map((copy) => copy.estimatedRows);
   options.onProgress({
     type: 'backfill-start',
     tables: tables.length,
@@ -73,8 +75,7 @@ export async function backfill(
     for (const [index, table] of tables.entries()) {
       throwIfAborted(options.signal);
       const position = { index: index + 1, count: tables.length };
-      const copy = { ...planned[index]!, estimatedRows: estimates[index]! };
-      await writeTable(sink, table, copy, queues, index, options, position);
+      await writeTable(sink, table, planned[index]!, queues, index, options, position);
       consistentAt.set(tableKey(table), planned[index]!.consistentAt);
     }
   } catch (error) {
@@ -90,7 +91,7 @@ export async function backfill(
 async function writeTable(
   sink: Sink,
   table: PublishedTable,
-  { plan, consistentAt, estimatedRows }: PlannedCopy & { estimatedRows: number },
+  { plan, consistentAt, estimatedRows }: PlannedCopy,
   queues: CopyQueues<CopyItem>,
   index: number,
   options: BackfillOptions,
@@ -158,13 +159,6 @@ async function readTables(
   }
 }
 
-/** Rows a table's copy is expected to send (-1: unknown, the table was never analyzed). */
-function estimatedRows(table: PublishedTable, { plan, todo }: PlannedCopy): number {
-  if (table.estimatedRows === undefined || table.estimatedRows < 0) return -1;
-  // A resumed copy sends the rows of its remaining chunks only (pages are a fair proxy).
-  return Math.round((table.estimatedRows * todo.length) / plan.chunks.length);
-}
-
 /** The chunks to copy, and the LSN the table's copy will be consistent with. */
 function planCopy(
   table: PublishedTable,
@@ -189,6 +183,8 @@ function planCopy(
         },
         todo,
         consistentAt: partial.snapshotLsn,
+        // It sends the rows of its remaining chunks only (pages are a fair proxy).
+        estimatedRows: estimate(table, todo.length / partial.chunks.length),
       };
     }
     options.logger.warn(
@@ -199,7 +195,14 @@ function planCopy(
     plan: { chunks, fingerprint, resume: null },
     todo: chunks.map((_, i) => i),
     consistentAt: snapshot.lsn,
+    estimatedRows: estimate(table, 1),
   };
+}
+
+/** A share of the table's rows by its statistics (-1: never analyzed). */
+function estimate(table: PublishedTable, share: number): number {
+  if (table.estimatedRows === undefined || table.estimatedRows < 0) return -1;
+  return Math.round(table.estimatedRows * share);
 }
 
 /**
