@@ -12,7 +12,11 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isPgReplicateError, PgReplicateError } from '../src/errors.js';
 import { PgoutputDecoder, POSTGRES_EPOCH_OFFSET_MICROS } from '../src/pgoutput/decoder.js';
 import { CopyStream } from '../src/protocol/copy-stream.js';
-import { type ReplicationEvent, ReplicationStream } from '../src/protocol/replication-stream.js';
+import {
+  MAX_EVENTS_PER_READ,
+  type ReplicationEvent,
+  ReplicationStream,
+} from '../src/protocol/replication-stream.js';
 import {
   bytes,
   commandComplete,
@@ -536,6 +540,39 @@ describe('ReplicationStream', () => {
     expect(r.stream.receivedLsn).toBe(0x1_0000_0400n);
     expect(r.stream.confirmedLsn).toBe(START_LSN);
     expect(r.socket.written).toEqual([]);
+    r.stream.dispose();
+  });
+
+  it('decodes a large read a slice at a time, in order, and answers its keepalive when taking it', async () => {
+    const r = startReplication();
+    const inserts = 2 * MAX_EVENTS_PER_READ + 10;
+    r.socket.serverSends(
+      copyData(xlogData(0x1_0000_0100n, 0x1_0000_0300n, 0n, pgoutputBegin)),
+      copyData(xlogData(0x1_0000_0100n, 0x1_0000_0300n, 0n, pgoutputRelation)),
+      ...Array.from({ length: inserts }, (_, i) =>
+        copyData(xlogData(0x1_0000_0110n + BigInt(i), 0x1_0000_0300n, 0n, pgoutputInsert)),
+      ),
+      copyData(keepalive(0x1_0000_0500n, 0n, true)),
+      copyData(xlogData(0x1_0000_0200n, 0x1_0000_0400n, 0n, pgoutputCommit)),
+    );
+    const first = (await r.stream.next())!;
+    expect(first).toHaveLength(MAX_EVENTS_PER_READ);
+    // The whole read was taken: its keepalive is answered before its events are decoded.
+    expect(r.statuses().map((status) => status.written)).toEqual([0x1_0000_0500n]);
+    const all = [first];
+    while (all.flat().length < inserts + 4) all.push((await r.stream.next())!);
+    expect(all.map((events) => events.length)).toEqual([MAX_EVENTS_PER_READ, MAX_EVENTS_PER_READ, 14]);
+    const lsns = xlogEvents(all.flat());
+    expect(lsns.slice(0, 3)).toEqual([
+      [0x1_0000_0100n, 'begin'],
+      [0x1_0000_0100n, 'relation'],
+      [0x1_0000_0110n, 'insert'],
+    ]);
+    expect(lsns.slice(-3)).toEqual([
+      [0x1_0000_0110n + BigInt(inserts - 1), 'insert'],
+      [0x1_0000_0500n, 'keepalive'],
+      [0x1_0000_0200n, 'commit'],
+    ]);
     r.stream.dispose();
   });
 
