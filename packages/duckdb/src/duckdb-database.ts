@@ -326,7 +326,7 @@ export function sinkError(error: unknown, what: string): PgReplicateError {
       : memory && copying
         ? 'give the copy more memory (copyMemoryLimit, --duckdb-copy-memory-limit; default 64MB); the failed load was rolled back, and the copy resumes after a restart'
         : memory
-          ? 'give the sink more memory (memoryLimit, --duckdb-memory-limit) or send smaller batches (--batch-max-rows); nothing was applied, the batch is delivered again after a restart'
+          ? 'give the sink more memory (memoryLimit, --duckdb-memory-limit): updates and deletes hold ~256 KiB per row group they touch (16,384 rows) until they commit, so 10,000 scattered over 30M rows need ~460 MB; smaller batches (--batch-max-rows) help only when transactions are smaller than a batch. Nothing was applied; the batch is delivered again after a restart'
           : 'the batch was rolled back and will be delivered again after a restart; if it keeps failing, please report it with this message',
     cause: error,
   });
