@@ -18,6 +18,7 @@ export interface OpenOptions {
 }
 
 /**
+ * Rows per group until the width of a table's rows is known (a copy's first load measures it).
  * DuckDB re-reads and recompresses the open row group at every checkpoint, in memory its
  * `memory_limit` does not count: with its default of 122,880 rows, a copy of a table of ~2 KB
  * rows peaked at 1.2 GB RSS under a 256 MB limit. 16,384 rows measured 0.6 GB there and loads
@@ -29,18 +30,25 @@ export const ROW_GROUP_SIZE = 16_384;
  * Bytes of staged row text a row group should hold at most, so that wide rows get smaller row
  * groups: 200,000 rows of ~2 KB peaked at 371–375 MB with 16,384 rows per group, 293–309 MB
  * with 8,192 and 256–259 MB with 4,096 (and loaded faster), while narrow rows (~170 bytes in the
- * benchmark) keep 16,384: 8,192 made 5M of them 15% slower to copy, into a file 24% larger.
+ * benchmark) get 65,536: 8,192 made 5M of them 15% slower to copy, into a file 24% larger.
  */
 const ROW_GROUP_BYTES = 12 * 1024 * 1024;
+/**
+ * The most rows per group a copy chooses. Deletes hold a 256 KiB block of version data per row
+ * group they touch until DuckDB checkpoints, so scattered updates over a big table need memory per
+ * row group: over 10M narrow rows they peaked at 319 MB with 65,536 rows per group against 389 MB
+ * with 16,384; a 1M-row copy peaked 10–25 MB higher, as fast.
+ */
+const MAX_ROW_GROUP_SIZE = 65_536;
 /** DuckDB's smallest row group: one vector. */
 const MIN_ROW_GROUP_SIZE = 2048;
 
 /**
- * Rows per row group for rows of about `bytesPerRow` bytes of staged text: {@link ROW_GROUP_SIZE}
+ * Rows per row group for rows of about `bytesPerRow` bytes of staged text: {@link MAX_ROW_GROUP_SIZE}
  * halved while a group would hold more than {@link ROW_GROUP_BYTES}, down to one vector.
  */
 export function rowGroupSizeFor(bytesPerRow: number): number {
-  let rows = ROW_GROUP_SIZE;
+  let rows = MAX_ROW_GROUP_SIZE;
   while (rows > MIN_ROW_GROUP_SIZE && rows * bytesPerRow > ROW_GROUP_BYTES) rows /= 2;
   return rows;
 }
@@ -326,7 +334,7 @@ export function sinkError(error: unknown, what: string): PgReplicateError {
       : memory && copying
         ? 'give the copy more memory (copyMemoryLimit, --duckdb-copy-memory-limit; default 64MB); the failed load was rolled back, and the copy resumes after a restart'
         : memory
-          ? 'give the sink more memory (memoryLimit, --duckdb-memory-limit): updates and deletes hold ~256 KiB per row group they touch (16,384 rows) until they commit, so 10,000 scattered over 30M rows need ~460 MB; smaller batches (--batch-max-rows) help only when transactions are smaller than a batch. Nothing was applied; the batch is delivered again after a restart'
+          ? 'give the sink more memory (memoryLimit, --duckdb-memory-limit): updates and deletes hold ~256 KiB per row group they touch until DuckDB checkpoints, so scattered ones over a table of tens of millions of rows need more than the default; smaller batches (--batch-max-rows) help only when transactions are smaller than a batch. Nothing was applied; the batch is delivered again after a restart'
           : 'the batch was rolled back and will be delivered again after a restart; if it keeps failing, please report it with this message',
     cause: error,
   });

@@ -281,12 +281,12 @@ describe('DuckDB sink', () => {
   });
 
   it('gives each copied table row groups sized by the width of its rows', async () => {
-    // ~2.9 KB rows get 4,096 rows per group (12 MiB of text at most), narrow rows DuckDB-sized 16,384.
+    // ~2.9 KB rows get 4,096 rows per group (12 MiB of text at most), narrow rows 65,536.
     await db.sql(`
       CREATE TABLE rg_wide (id int PRIMARY KEY, t text);
       CREATE TABLE rg_narrow (id int PRIMARY KEY, t text);
       INSERT INTO rg_wide SELECT g, repeat(md5(g::text), 90) FROM generate_series(1, 5000) g;
-      INSERT INTO rg_narrow SELECT g, 'n' || g FROM generate_series(1, 20000) g;
+      INSERT INTO rg_narrow SELECT g, 'n' || g FROM generate_series(1, 70000) g;
       CREATE PUBLICATION pub_rg FOR TABLE rg_wide, rg_narrow;`);
     const path = join(scratch.dir, 'row-groups.duckdb');
     await replicate(db, { publication: 'pub_rg', mode: 'copy', sink: { path } });
@@ -300,7 +300,7 @@ describe('DuckDB sink', () => {
       return rows.map((row) => row['n']);
     };
     expect(await groups('rg_wide')).toEqual([4096, 904]);
-    expect(await groups('rg_narrow')).toEqual([16_384, 3616]);
+    expect(await groups('rg_narrow')).toEqual([65_536, 4464]);
   });
 
   it('hands back the blocks DuckDB keeps cached, between transactions only', async () => {

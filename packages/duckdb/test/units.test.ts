@@ -290,8 +290,10 @@ describe('type mapping', () => {
 });
 
 describe('rowGroupSizeFor', () => {
-  it('halves 16,384 rows while a group would hold more than 12 MiB, down to one vector', () => {
-    expect(rowGroupSizeFor(170)).toBe(16_384);
+  it('halves 65,536 rows while a group would hold more than 12 MiB, down to one vector', () => {
+    expect(rowGroupSizeFor(170)).toBe(65_536);
+    expect(rowGroupSizeFor(192)).toBe(65_536);
+    expect(rowGroupSizeFor(193)).toBe(32_768);
     expect(rowGroupSizeFor(768)).toBe(16_384);
     expect(rowGroupSizeFor(769)).toBe(8192);
     expect(rowGroupSizeFor(2070)).toBe(4096);
