@@ -5,6 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { describe, expect, it } from 'vitest';
 import type { RowChangeEvent, RowData, TableSchema, TransactionInfo } from '../../pg-replicate/src/index.js';
 import { unescapeCopyText } from '../../pg-replicate/src/row.js';
@@ -280,6 +281,33 @@ describe('type mapping', () => {
     const intervals = map(1187);
     expect(intervals.duckType).toBe('INTERVAL[]');
     expect(intervals.prepare!('{"1 day",NULL}')).toBe('["0 1 0",null]');
+  });
+
+  it('reads BC timestamps as their instant, whatever their UTC offset', async () => {
+    const instance = await DuckDBInstance.create(':memory:');
+    const connection = await instance.connect();
+    try {
+      await connection.run(`SET TimeZone = 'UTC'`);
+      const read = async (typeOid: number, text: string) => {
+        const sql = `SELECT CAST(${map(typeOid).fromText('v')} AS VARCHAR) AS t FROM (SELECT '${text}' AS v)`;
+        return (await connection.runAndReadAll(sql)).getRowObjectsJS()[0]?.['t'];
+      };
+      // Postgres sends +00 (the session is UTC); other offsets are read as written.
+      expect(await read(1184, '4713-11-24 00:00:00+00 BC')).toBe('4713-11-24 (BC) 00:00:00+00');
+      expect(await read(1184, '0044-03-15 10:00:00.123456+05:30 BC')).toBe(
+        '0044-03-15 (BC) 04:30:00.123456+00',
+      );
+      expect(await read(1184, '0044-03-15 01:00:00-03:00:07 BC')).toBe('0044-03-15 (BC) 04:00:07+00');
+      expect(await read(1184, '0001-01-01 00:00:00+14 BC')).toBe('0002-12-31 (BC) 10:00:00+00');
+      // 1 BC and 5 BC are leap years (AD 1 and 5 are not).
+      expect(await read(1184, '0005-02-29 23:30:00-01 BC')).toBe('0005-03-01 (BC) 00:30:00+00');
+      expect(await read(1184, '2024-02-29 23:59:59.999+00')).toBe('2024-02-29 23:59:59.999+00');
+      expect(await read(1114, '0001-02-29 23:59:59.999999 BC')).toBe('0001-02-29 (BC) 23:59:59.999999');
+      expect(await read(1114, '4713-01-01 00:00:00 BC')).toBe('4713-01-01 (BC) 00:00:00');
+    } finally {
+      connection.closeSync();
+      instance.closeSync();
+    }
   });
 
   it('stages intervals as months, days and microseconds', () => {
