@@ -1,6 +1,6 @@
 /**
  * Backfill into DuckDB: copied rows are staged to a file and loaded with one
- * `INSERT … SELECT … FROM read_csv(…)` per ~64 MB (the first after 16 MB), each load a transaction of its own (the
+ * `INSERT … SELECT … FROM read_csv(…)` per ~64 MB, each load a transaction of its own (the
  * table's copied flag is only set once every load is committed, so a copy cut short is cleared
  * and done again; small transactions keep DuckDB's memory flat however large the table).
  *
@@ -27,14 +27,6 @@ import { fromStaged } from './type-mapping.js';
  * DuckDB's threads contending with Postgres and the reader more often.
  */
 const LOAD_BYTES = 64 * 1024 * 1024;
-/**
- * Bytes staged before a copy's first load: DuckDB would otherwise sit idle while the first 64 MB
- * arrive, and a table of less than 64 MB would be read whole before DuckDB started on it. 1M
- * rows (~170 MB) with one worker copied in 2.74–2.84 s instead of 2.85–3.21 s (8 alternated runs
- * each; 8 MB: 2.79–3.17 s), peaking at 204–212 MB instead of 201–231; 4 workers and 5M rows took
- * as long as before.
- */
-const FIRST_LOAD_BYTES = 16 * 1024 * 1024;
 
 export interface CopyTarget {
   readonly plan: TablePlan;
@@ -62,8 +54,6 @@ export class CopyWriter {
   #loading: Promise<void> | null = null;
   /** The copy's first load has chosen the row group size (by the width of its rows). */
   #sized = false;
-  /** Loads started for this copy. */
-  #loads = 0;
 
   constructor(db: DuckDbDatabase, files: readonly [StageFile, StageFile]) {
     this.#db = db;
@@ -75,7 +65,6 @@ export class CopyWriter {
     this.#target = target;
     this.#current = 0;
     this.#sized = false;
-    this.#loads = 0;
     this.#files[0].reset();
   }
 
@@ -87,7 +76,7 @@ export class CopyWriter {
     const sentinel = width === 1; // DuckDB skips empty lines: a one-column row needs a second field
     if (plan.rawCopy && !sentinel && rows instanceof CopyTextBatch) {
       stage.copyBatch(rows);
-      if (stage.bytes >= this.#loadBytes()) await this.#startLoad();
+      if (stage.bytes >= LOAD_BYTES) await this.#startLoad();
       return;
     }
     for (const row of rows) {
@@ -103,7 +92,7 @@ export class CopyWriter {
       if (sentinel) stage.plainField('.');
       stage.endRow();
     }
-    if (stage.bytes >= this.#loadBytes()) await this.#startLoad();
+    if (stage.bytes >= LOAD_BYTES) await this.#startLoad();
   }
 
   /**
@@ -139,11 +128,6 @@ export class CopyWriter {
     for (const file of this.#files) file.discard();
   }
 
-  /** Bytes to stage before the next load starts. */
-  #loadBytes(): number {
-    return this.#loads === 0 ? FIRST_LOAD_BYTES : LOAD_BYTES;
-  }
-
   /** Hands the current file to DuckDB and switches to the other one. */
   async #startLoad(keepOpen = false): Promise<void> {
     const target = this.#require();
@@ -151,7 +135,6 @@ export class CopyWriter {
     if (stage.rows === 0) return;
     await this.#settle();
     stage.flush();
-    this.#loads++;
     const load = this.#load(target, stage, keepOpen);
     load.catch(() => {}); // observed by #settle
     this.#loading = load;
