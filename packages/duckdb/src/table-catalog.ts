@@ -7,7 +7,7 @@ import type { TableSchema, TypeRegistry } from 'pg-replicate';
 import { type ChangelogMode, changelogColumns, changelogName } from './changelog.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
 import { qualified } from './sql.js';
-import type { StateStore } from './state-store.js';
+import type { StateStore, TableDescription } from './state-store.js';
 import { readAllColumns, readColumns, syncTable, type WantedColumn } from './table-ddl.js';
 import {
   buildPlan,
@@ -62,6 +62,7 @@ export class TableCatalog {
   async create(tables: readonly TableSchema[]): Promise<void> {
     await this.#readAll(tables);
     let created = false;
+    const described: TableDescription[] = [];
     for (const table of tables) {
       checkColumns(table);
       const identity = rowIdentity(table);
@@ -73,8 +74,9 @@ export class TableCatalog {
         const columns = changelogColumns(table, wanted);
         created = (await this.#sync(table.schema, changelogName(table), columns)) || created;
       }
-      await this.#state.describeTable(table, identityNames(table, identity));
+      described.push({ table, keyColumns: identityNames(table, identity) });
     }
+    await this.#state.describeTables(described);
     if (created) await this.#readAll(tables);
   }
 
