@@ -56,14 +56,16 @@ export function rowGroupSizeFor(bytesPerRow: number): number {
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12 };
 for (const [i, unit] of ['kib', 'mib', 'gib', 'tib'].entries()) SIZE_UNITS[unit] = 1024 ** (i + 1);
 
+/** Bytes in a DuckDB size such as `64MB` or `1GiB` (NaN when it is not a plain size, e.g. `80%`). */
+export function sizeInBytes(size: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(size);
+  const unit = SIZE_UNITS[(match?.[2] || 'b').toLowerCase()];
+  return match && unit !== undefined ? Number(match[1]) * unit : Number.NaN;
+}
+
 /** The smaller of two DuckDB sizes (`a` when either is not a plain size, e.g. `80%`). */
 export function smallerSize(a: string, b: string): string {
-  const bytes = (size: string) => {
-    const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(size);
-    const unit = SIZE_UNITS[(match?.[2] || 'b').toLowerCase()];
-    return match && unit !== undefined ? Number(match[1]) * unit : Number.NaN;
-  };
-  return bytes(b) < bytes(a) ? b : a;
+  return sizeInBytes(b) < sizeInBytes(a) ? b : a;
 }
 
 /**
@@ -172,17 +174,44 @@ export class DuckDbDatabase {
    */
   async useRowGroupSize(rows: number, what: string, memoryLimit: string): Promise<void> {
     if (rows === this.#rowGroupSize || this.#inTransaction) return;
-    // The checkpoint rewrites what the WAL holds (a table emptied for its copy, say) under
-    // `memoryLimit`, not the copy's lower limit: DuckDB invalidates a database whose checkpoint fails.
-    const phaseLimit = this.#settings.memoryLimit;
-    const restore = phaseLimit !== undefined && phaseLimit !== memoryLimit ? phaseLimit : null;
-    if (restore !== null) await this.#setMemoryLimit(memoryLimit);
-    try {
+    await this.#checkpointUnder(memoryLimit, async () => {
       // A DETACH whose checkpoint fails leaves the file detached: checkpoint first.
       await this.run('CHECKPOINT', `${what}: checkpointing before the file is attached again`);
       await this.#reattach(rows).catch((error: unknown) => {
         throw sinkError(error, `${what}: attaching the file again with ${rows} rows per row group`);
       });
+    });
+  }
+
+  /**
+   * Checkpoints when what transactions appended since the last checkpoint holds more than `bytes`
+   * of memory. DuckDB keeps the rows of a transaction too small to write whole row groups in
+   * memory — at least 16 KiB per column of each table it touched — until a checkpoint, and
+   * checkpoints by itself only once its WAL passes 16 MB: copying 1,000 one-row tables of three
+   * columns ran out of memory at the 938th under 64 MB (~62 KiB each). Between transactions only.
+   */
+  async checkpointIfHolding(bytes: number, memoryLimit: string): Promise<void> {
+    if (this.#inTransaction) return;
+    const [held] = await this.rows(
+      `SELECT coalesce(sum(memory_usage_bytes), 0)::DOUBLE AS bytes FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'`,
+      'reading the memory held by appended rows',
+    );
+    if (Number(held?.['bytes']) <= bytes) return;
+    await this.#checkpointUnder(memoryLimit, () =>
+      this.run('CHECKPOINT', 'checkpointing the rows held in memory'),
+    );
+  }
+
+  /**
+   * Runs `checkpoint` under `memoryLimit` rather than the phase's (a copy's lower) limit: a
+   * checkpoint rewrites whatever the WAL holds, and DuckDB invalidates a database whose checkpoint fails.
+   */
+  async #checkpointUnder(memoryLimit: string, checkpoint: () => Promise<void>): Promise<void> {
+    const phaseLimit = this.#settings.memoryLimit;
+    const restore = phaseLimit !== undefined && phaseLimit !== memoryLimit ? phaseLimit : null;
+    if (restore !== null) await this.#setMemoryLimit(memoryLimit);
+    try {
+      await checkpoint();
     } catch (error) {
       if (restore !== null) await this.#setMemoryLimit(restore).catch(() => {}); // report the failure
       throw error;

@@ -40,7 +40,7 @@ import { maxLsn, PgReplicateError, tableKey } from 'pg-replicate';
 import { ChangeApplier, ResumedCopyIncompleteError, type StagedChanges } from './change-applier.js';
 import { type ChangelogMode, changelogName } from './changelog.js';
 import { CopyWriter } from './copy-writer.js';
-import { DuckDbDatabase, isOutOfMemory, smallerSize } from './duckdb-database.js';
+import { DuckDbDatabase, isOutOfMemory, sizeInBytes, smallerSize } from './duckdb-database.js';
 import { qualified } from './sql.js';
 import { StageFilePool } from './stage-file.js';
 import { StateStore } from './state-store.js';
@@ -86,6 +86,8 @@ export interface DuckDbSinkOptions {
 const STAGING_PREFIX = 'pg-replicate-duckdb-';
 const MEMORY_LIMIT = '256MB';
 const COPY_MEMORY_LIMIT = '64MB';
+/** What DuckDB holds at least per column of a table appended to, until a checkpoint. */
+const SEGMENT_BYTES = 16 * 1024;
 
 /** Removes staging directories left by sinks whose process is gone (killed before `close`). */
 function removeAbandonedStaging(root: string): void {
@@ -148,6 +150,10 @@ export class DuckDbSink implements Sink {
   #applying: Promise<void> = Promise.resolve();
   /** The open change transaction is a bulk load, under the copy's limit (see `#configureForChanges`). */
   #bulkLoad = false;
+  /** Tables appended to since DuckDB's memory was last measured (see {@link #checkpointIfHolding}). */
+  readonly #appendedTo = new Set<TableSchema>();
+  /** At least what they hold in memory: DuckDB's 16 KiB per column of each. */
+  #appendedBytes = 0;
   /** Copies in progress that record their chunks, by table key (as stored). */
   readonly #copies = new Map<string, PartialCopy>();
 
@@ -318,11 +324,13 @@ export class DuckDbSink implements Sink {
     if (copy === undefined) return;
     await this.#guard(async () => {
       await copier.flush(); // leaves its load open: the chunk's rows commit with its record
+      this.#noteAppended([table]);
       const recorded = { ...copy, done: [...copy.done, index] };
       await db.begin();
       await state.recordCopy(table, { plan: recorded });
       await db.commit();
       this.#copies.set(tableKey(table), recorded);
+      await this.#checkpointIfHolding();
     });
   }
 
@@ -330,12 +338,14 @@ export class DuckDbSink implements Sink {
     const { db, state, copier, catalog } = this.#require();
     await this.#guard(async () => {
       await copier.finish(); // leaves its last load open: the rows commit with the copied flag
+      this.#noteAppended([table]);
       const plan = await catalog.plan(table);
       const keyColumns = identityNames(table, plan.identity);
       await db.begin();
       await state.recordCopy(table, { copied: { done: true, snapshotLsn, keyColumns }, plan: null });
       await db.commit();
       this.#copies.delete(tableKey(table));
+      await this.#checkpointIfHolding();
     });
   }
 
@@ -354,6 +364,7 @@ export class DuckDbSink implements Sink {
     } catch (error) {
       stagingError = error;
     }
+    this.#noteAppended(appendedTables(batch.events));
     // The events are only kept when they could not be staged (the batch object is let go here).
     const events = staged === null ? batch.events : null;
     const insertsOnly = batch.events.every((event) => event.op === 'insert');
@@ -403,6 +414,7 @@ export class DuckDbSink implements Sink {
           await db.commit();
           this.#bulkLoad = false;
           applier.transactionEnded();
+          await this.#checkpointIfHolding();
           // Under 256 MB, DuckDB kept ~200 MB of blocks cached through a stream of inserts.
           await db.releaseCache(this.#copyMemoryLimit());
         }
@@ -521,10 +533,39 @@ export class DuckDbSink implements Sink {
     return smallerSize(this.#options.copyMemoryLimit ?? COPY_MEMORY_LIMIT, this.#memoryLimit());
   }
 
+  /**
+   * Checkpoints once appended rows hold more than a quarter of the copy's memory limit (16 MiB
+   * when it is not a plain size): the copy runs under it, and between change transactions the sink
+   * lowers DuckDB's limit to it (see `DuckDbDatabase.checkpointIfHolding`). Measuring costs ~1 ms,
+   * so it is done only once the tables appended to since could hold that much: many tables with
+   * few rows each are what DuckDB's own checkpoint, after 16 MB of WAL, does not catch.
+   */
+  async #checkpointIfHolding(): Promise<void> {
+    const limit = sizeInBytes(this.#copyMemoryLimit());
+    const bytes = Number.isFinite(limit) ? limit / 4 : 16 * 1024 * 1024;
+    if (this.#appendedBytes < bytes) return;
+    this.#appendedTo.clear();
+    this.#appendedBytes = 0;
+    await this.#require().db.checkpointIfHolding(bytes, this.#memoryLimit());
+  }
+
+  #noteAppended(tables: Iterable<TableSchema>): void {
+    for (const table of tables) {
+      if (this.#appendedTo.has(table)) continue; // a relation's events share its schema object
+      this.#appendedTo.add(table);
+      this.#appendedBytes += table.columns.length * SEGMENT_BYTES;
+    }
+  }
+
   #require(): OpenState {
     if (this.#open === null) {
       throw new PgReplicateError('SINK_ERROR', 'the DuckDB sink is not open', { hint: 'call open() first' });
     }
     return this.#open;
   }
+}
+
+/** The tables of a batch's row changes (in order, with repeats). */
+function* appendedTables(events: readonly ChangeEvent[]): Iterable<TableSchema> {
+  for (const event of events) if ('table' in event) yield event.table;
 }

@@ -359,6 +359,24 @@ describe('DuckDB sink', () => {
     await expectEqualTables(db, path, ['public.doc_a', 'public.doc_b', 'public.doc_c']);
   });
 
+  it('checkpoints while copying many small tables, whose rows DuckDB holds in memory until then', async () => {
+    // ~62 KiB each in memory until a checkpoint (16 KiB a column and more): 300 of them are ~18 MB,
+    // over the 8MB copy limit; DuckDB's own checkpoint waits for 16 MB of WAL.
+    const names = Array.from({ length: 300 }, (_, i) => `small_${i}`);
+    await db.sql(
+      `${names.map((name) => `CREATE TABLE ${name} (id int PRIMARY KEY, v text, at timestamptz); INSERT INTO ${name} VALUES (1, 'x', now());`).join('\n')}
+       CREATE PUBLICATION pub_small FOR TABLE ${names.join(', ')};`,
+    );
+    const path = join(scratch.dir, 'small.duckdb');
+    await replicate(db, { publication: 'pub_small', mode: 'copy', sink: { path, copyMemoryLimit: '8MB' } });
+    const [copied] = await queryDuckDb(
+      path,
+      `SELECT count(*)::INT AS n FROM _pg_replicate.tables WHERE copied AND table_key LIKE '"public"."small_%'`,
+    );
+    expect(copied!['n']).toBe(300);
+    await expectEqualTables(db, path, ['public.small_0', 'public.small_150', 'public.small_299']);
+  });
+
   it('hands back the blocks DuckDB keeps cached, between transactions only', async () => {
     const database = await DuckDbDatabase.open(join(scratch.dir, 'cache.duckdb'), { memoryLimit: '256MB' });
     const cached = async () => {
