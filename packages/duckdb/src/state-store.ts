@@ -171,7 +171,7 @@ export class StateStore {
       );
       const keys = `[${keyColumns.map(literal).join(', ')}]::VARCHAR[]`;
       const description = `${keys} ${columns}`;
-      if (this.#described.get(key) === description) continue;
+      if (this.#described.get(key) === description || described.has(key)) continue;
       described.set(key, description);
       rows.push(`(${literal(key)}, ${literal(table.schema)}, ${literal(table.name)}, ${keys}, ${columns})`);
     }
