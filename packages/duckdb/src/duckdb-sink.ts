@@ -152,8 +152,6 @@ export class DuckDbSink implements Sink {
   #bulkLoad = false;
   /** Tables appended to since DuckDB's memory was last measured (see {@link #checkpointIfHolding}). */
   readonly #appendedTo = new Set<TableSchema>();
-  /** At least what they hold in memory: DuckDB's 16 KiB per column of each. */
-  #appendedBytes = 0;
   /** Copies in progress that record their chunks, by table key (as stored). */
   readonly #copies = new Map<string, PartialCopy>();
 
@@ -546,18 +544,17 @@ export class DuckDbSink implements Sink {
   async #checkpointIfHolding(): Promise<void> {
     const limit = sizeInBytes(this.#copyMemoryLimit());
     const bytes = Number.isFinite(limit) ? limit / 8 : 8 * 1024 * 1024;
-    if (this.#appendedBytes < bytes) return;
+    // At least what the tables appended to hold: DuckDB's 16 KiB per column of each.
+    let appended = 0;
+    for (const table of this.#appendedTo) appended += table.columns.length * SEGMENT_BYTES;
+    if (appended < bytes) return;
     this.#appendedTo.clear();
-    this.#appendedBytes = 0;
     await this.#require().db.checkpointIfHolding(bytes, this.#memoryLimit());
   }
 
   #noteAppended(tables: Iterable<TableSchema>): void {
-    for (const table of tables) {
-      if (this.#appendedTo.has(table)) continue; // a relation's events share its schema object
-      this.#appendedTo.add(table);
-      this.#appendedBytes += table.columns.length * SEGMENT_BYTES;
-    }
+    // A relation's events share its schema object: the set holds each table once.
+    for (const table of tables) this.#appendedTo.add(table);
   }
 
   #require(): OpenState {
