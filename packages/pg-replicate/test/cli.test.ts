@@ -59,6 +59,16 @@ describe('pg-replicate CLI', () => {
     expect(run.stdout).toContain('cdc my_publication stdout_slot');
   });
 
+  it('starts without loading undici (pg probes for Cloudflare Workers by the navigator the launcher gives Node 20)', async () => {
+    // Reports from inside the CLI's process, at exit, which of node's own modules it loaded.
+    const probe = `process.on('exit', () => process.stderr.write('undici loaded: ' + process.moduleLoadList.some((m) => m.includes('undici')) + '\\n'))`;
+    const run = await cli(['--help'], {
+      NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(probe)}`,
+    });
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain('undici loaded: false');
+  });
+
   it("runs the seed's example (cdc with --db-* flags) and prints every change as a JSON line", async () => {
     // First run creates the slot and returns at once; the changes come after it.
     const first = await cli([
