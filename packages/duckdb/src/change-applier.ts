@@ -8,7 +8,8 @@
  *   rows needing unchanged TOAST values  → UPDATE … FROM the staged rows, setting the other columns
  *     (when the key did not change)          (one statement per set of unchanged columns)
  *   … and whose key changed              → materialized, joined to their origin row in DuckDB
- *   keys whose old row may exist         → DELETE … USING the staged keys
+ *   keys whose old row may exist         → DELETE … USING the staged keys (in big tables, most of
+ *                                          it ahead of the transaction: `delete-ahead.ts`)
  *   final rows                           → INSERT … SELECT the staged rows
  *
  * so a batch of 10 000 changes costs a few statements, not 10 000.
@@ -29,7 +30,9 @@ import {
 import { ChangeCollapser, MergedRow, type Texts, UnappliableChangeError } from './change-collapser.js';
 import { changelogInsertSql, changelogStagedNames, stageChangelog } from './changelog.js';
 import { countConverting, runConverting } from './conversion-errors.js';
+import { chunkRanges, versionBytes } from './delete-ahead.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
+import { literal } from './sql.js';
 import type { StageFile, StageFilePool } from './stage-file.js';
 import { stageRowFields } from './stage-rows.js';
 import type { TableCatalog } from './table-catalog.js';
@@ -72,9 +75,22 @@ type Step =
     }
   | { readonly kind: 'append' | 'changelog'; readonly plan: TablePlan; readonly file: StageFile };
 
+type KeyedStep = Extract<Step, { kind: 'keyed' }>;
+
 /** Row changes collapsed and written to staging files: only the SQL is left to run. */
 export class StagedChanges {
+  /**
+   * By table key: its rows were deleted ahead (see {@link ChangeApplier.deleteAhead}) while it had
+   * this many, so what this batch still has to delete is among the rows its transaction added since.
+   */
+  readonly deletedAhead = new Map<string, number>();
+
   constructor(readonly steps: readonly Step[]) {}
+
+  /** Whether applying it deletes rows by key. */
+  get deletes(): boolean {
+    return this.steps.some((step) => step.kind === 'keyed' && step.deletes > 0);
+  }
 }
 
 /**
@@ -91,6 +107,7 @@ export class ResumedCopyIncompleteError extends Error {
 }
 
 const ROWS_TABLE = '_pg_replicate_rows';
+const DOOMED_TABLE = '_pg_replicate_doomed';
 
 /** Applies change batches set-wise into the sink's open DuckDB transaction (see the module comment). */
 export class ChangeApplier {
@@ -101,6 +118,8 @@ export class ChangeApplier {
   readonly #deletedFrom = new Set<string>();
   /** By table key: changes up to this LSN may already be in the table (after a resumed copy). */
   readonly #replayUntil = new Map<string, Lsn>();
+  /** By table key: the rows per row group its copy wrote (see {@link deleteAhead}). */
+  readonly #rowGroupSizes = new Map<string, number>();
 
   constructor(db: DuckDbDatabase, catalog: TableCatalog, files: StageFilePool) {
     this.#db = db;
@@ -125,11 +144,31 @@ export class ChangeApplier {
     return this.#stageRun(run);
   }
 
+  /**
+   * {@link stage}, for a batch that could not be staged only because it changes tables whose plans
+   * are not built yet (the first batch after each Relation message): builds them first, in a
+   * transaction of their own — what they write to DuckDB (a table made to match the schema, its
+   * description) holds at any later position too. Null when the batch truncates or changes a schema.
+   */
+  async planAndStage(events: readonly ChangeEvent[]): Promise<StagedChanges | null> {
+    const unknown = new Set<TableSchema>();
+    for (const event of events) {
+      if (event.op === 'truncate' || event.op === 'schema') return null;
+      if (this.#catalog.knownPlan(event.table) === undefined) unknown.add(event.table);
+    }
+    for (const table of unknown) {
+      await this.#db.transaction(async () => {
+        await this.#plan(table);
+      });
+    }
+    return this.stage(events);
+  }
+
   /** Runs the statements of a staged batch (the caller owns the transaction). */
   async applyStaged(staged: StagedChanges): Promise<void> {
     try {
       for (const step of staged.steps) {
-        if (step.kind === 'keyed') await this.#applyKeyed(step);
+        if (step.kind === 'keyed') await this.#applyKeyed(step, staged.deletedAhead.get(step.plan.key));
         else if (step.kind === 'counted') await this.#applyCounted(step);
         else if (step.kind === 'append') await this.#applyInserts(step.plan, step.file);
         else await this.#writeChangelog(step.plan, step.file);
@@ -137,6 +176,107 @@ export class ChangeApplier {
     } finally {
       this.discard(staged);
     }
+  }
+
+  /**
+   * Deletes ahead of their transaction, a few row groups per transaction (see `delete-ahead.ts`),
+   * the rows that `parts` — the staged batches of one Postgres transaction, in order — delete or
+   * replace in tables where one delete could hold more than `budget` bytes; those parts then delete
+   * only among the rows their transaction adds. Only between transactions. A table qualifies when none of its staged changes
+   * reads a row DuckDB holds (unchanged TOAST values) or is replayed over a resumed copy: then every
+   * row deleted here is one the transaction deletes, or writes anew under its key, anyway. After
+   * each chunk DuckDB's cache is cut down to `cacheLimit` (it keeps the key column it scanned).
+   */
+  async deleteAhead(parts: readonly StagedChanges[], budget: number, cacheLimit: string): Promise<void> {
+    const tables = new Map<string, { steps: KeyedStep[]; parts: StagedChanges[] } | null>();
+    for (const part of parts) {
+      for (const step of part.steps) {
+        const entry = tables.get(step.plan.key);
+        if (step.kind === 'changelog' || entry === null) continue; // a changelog is only appended to
+        if (step.kind !== 'keyed' || step.masked > 0 || step.inPlace.size > 0 || step.replayed) {
+          tables.set(step.plan.key, null);
+        } else if (entry === undefined) {
+          tables.set(step.plan.key, { steps: [step], parts: [part] });
+        } else {
+          entry.steps.push(step);
+          entry.parts.push(part);
+        }
+      }
+    }
+    for (const [key, entry] of tables) {
+      if (entry === null) continue;
+      // Rows the copy wrote, or (never copied here) what changes append now: the bulk of the table.
+      const groupRows = this.#rowGroupSizes.get(key) ?? this.#db.rowGroupSize;
+      const deletes = entry.steps.reduce((sum, step) => sum + step.deletes, 0);
+      if (deletes * versionBytes(groupRows) <= budget) continue; // one row group each at most
+      const rows = await this.#deleteAhead(entry.steps, groupRows, budget, cacheLimit);
+      if (rows !== null) for (const part of entry.parts) part.deletedAhead.set(key, rows);
+    }
+  }
+
+  /**
+   * Deletes ahead the rows of one table (see {@link deleteAhead}). Returns a `rowid` that every row
+   * the transaction adds will be at or above, or null when one delete would hold little enough.
+   */
+  async #deleteAhead(
+    steps: readonly KeyedStep[],
+    groupRows: number,
+    budget: number,
+    cacheLimit: string,
+  ): Promise<number | null> {
+    const { plan, keyColumns } = steps[0]!;
+    const what = `deleting ahead the rows of ${plan.key} that a transaction replaces or deletes`;
+    const ranges = chunkRanges(await this.#rowidEnd(plan), groupRows, budget);
+    if (ranges === null) return null;
+    let created = false;
+    for (const step of steps) {
+      if (step.deletes === 0) continue;
+      const read = step.file.readSql(keyedStagedNames(plan, keyColumns));
+      const select = `SELECT ${stagedKeys(plan, keyColumns)} FROM ${read} AS s WHERE s._d = '1'`;
+      await this.#convert(
+        created
+          ? `INSERT INTO temp.main.${DOOMED_TABLE} ${select}`
+          : `CREATE OR REPLACE TEMP TABLE ${DOOMED_TABLE} AS ${select}`,
+        what,
+        plan,
+        read,
+      );
+      created = true;
+    }
+    const match = keyMatch(plan, keyColumns);
+    try {
+      // From the end: a checkpoint that vacuums deleted rows moves the rows after them to lower
+      // `rowid`s, so a row not reached yet can only move into a range still to come.
+      for (const [from, to] of ranges.reverse()) {
+        const range = `${plan.target}.rowid >= ${from}${to === null ? '' : ` AND ${plan.target}.rowid < ${to}`}`;
+        await this.#db.begin();
+        const [deleted] = await this.#db.rows(
+          `DELETE FROM ${plan.target} USING (SELECT DISTINCT * FROM temp.main.${DOOMED_TABLE}) AS d
+            WHERE ${match} AND ${range}`,
+          what,
+        );
+        await this.#db.commit();
+        // Releases the version data of the chunk's row groups (a commit does not).
+        if (Number(deleted?.['Count']) > 0) await this.#db.run('CHECKPOINT', what);
+        await this.#db.releaseCache(cacheLimit);
+      }
+    } finally {
+      await this.#db.rollback();
+      await this.#db.run(`DROP TABLE IF EXISTS temp.main.${DOOMED_TABLE}`, what).catch(() => {});
+    }
+    // Read after the last checkpoint: nothing moves the rows until the transaction ends, and the
+    // rows it adds come after them (an open transaction's own even at 2^55 and up).
+    return this.#rowidEnd(plan);
+  }
+
+  /** One past the table's last `rowid`: the rows appended and not vacuumed since (deleted ones count). */
+  async #rowidEnd(plan: TablePlan): Promise<number> {
+    const [size] = await this.#db.rows(
+      `SELECT estimated_size::DOUBLE AS n FROM duckdb_tables()
+        WHERE database_name = current_database() AND schema_name = ${literal(plan.table.schema)} AND table_name = ${literal(plan.table.name)}`,
+      `reading the size of ${plan.key}`,
+    );
+    return Number(size?.['n'] ?? 0);
   }
 
   /** Gives back the files of a staged batch that will not be applied. */
@@ -184,6 +324,11 @@ export class ChangeApplier {
   setReplayWindow(key: string, lsn: Lsn | null): void {
     if (lsn === null) this.#replayUntil.delete(key);
     else this.#replayUntil.set(key, lsn);
+  }
+
+  /** The table's copy wrote row groups of `rows` rows. */
+  setRowGroupSize(key: string, rows: number): void {
+    this.#rowGroupSizes.set(key, rows);
   }
 
   /** The sink's transaction ended (committed or rolled back). */
@@ -341,16 +486,9 @@ export class ChangeApplier {
     return { kind: 'counted', plan, file, removes, adds };
   }
 
-  async #applyKeyed(step: Extract<Step, { kind: 'keyed' }>): Promise<void> {
+  async #applyKeyed(step: KeyedStep, deletedAheadOf: number | undefined): Promise<void> {
     const { plan, file, keyColumns, deletes, writes, masked, inPlace, replayed } = step;
-    const names = [
-      '_d',
-      '_w',
-      '_u',
-      ...plan.columns.map((_, i) => `c${i}`),
-      ...keyColumns.map((_, j) => `o${j}`),
-    ];
-    const read = file.readSql(names);
+    const read = file.readSql(keyedStagedNames(plan, keyColumns));
     const convert = (column: number, expr: string) => fromStaged(plan.columns[column]!.mapping, expr);
     const what = `applying changes to ${plan.key}`;
     if (masked > 0) {
@@ -397,11 +535,11 @@ export class ChangeApplier {
     }
     if (deletes > 0) {
       this.#deletedFrom.add(plan.key);
-      const keys = keyColumns.map((column, j) => `${convert(column, `s.c${column}`)} AS k${j}`);
-      const match = keyColumns.map((column, j) => `${plan.target}.${plan.columns[column]!.sql} = d.k${j}`);
+      // Only rows the transaction added can be left: the scan skips the row groups before them.
+      const added = deletedAheadOf === undefined ? '' : ` AND ${plan.target}.rowid >= ${deletedAheadOf}`;
       await this.#convert(
-        `DELETE FROM ${plan.target} USING (SELECT DISTINCT ${keys.join(', ')} FROM ${read} AS s WHERE s._d = '1') AS d
-          WHERE ${match.join(' AND ')}`,
+        `DELETE FROM ${plan.target} USING (SELECT DISTINCT ${stagedKeys(plan, keyColumns)} FROM ${read} AS s WHERE s._d = '1') AS d
+          WHERE ${keyMatch(plan, keyColumns)}${added}`,
         what,
         plan,
         read,
@@ -489,6 +627,23 @@ export class ChangeApplier {
       read,
     );
   }
+}
+
+/** The columns of a keyed staging file (see `#stageKeyed`). */
+function keyedStagedNames(plan: TablePlan, keyColumns: readonly number[]): string[] {
+  return ['_d', '_w', '_u', ...plan.columns.map((_, i) => `c${i}`), ...keyColumns.map((_, j) => `o${j}`)];
+}
+
+/** A keyed staging file's (`s`) key columns, converted, as `k0, k1, …`. */
+function stagedKeys(plan: TablePlan, keyColumns: readonly number[]): string {
+  return keyColumns
+    .map((column, j) => `${fromStaged(plan.columns[column]!.mapping, `s.c${column}`)} AS k${j}`)
+    .join(', ');
+}
+
+/** The table's key columns equal to `d.k0, d.k1, …` (see {@link stagedKeys}). */
+function keyMatch(plan: TablePlan, keyColumns: readonly number[]): string {
+  return keyColumns.map((column, j) => `${plan.target}.${plan.columns[column]!.sql} = d.k${j}`).join(' AND ');
 }
 
 /** An update kept unchanged TOAST values of a row DuckDB does not have. */

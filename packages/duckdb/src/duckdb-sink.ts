@@ -79,6 +79,13 @@ export interface DuckDbSinkOptions {
    * by key), run under `memoryLimit`.
    */
   copyMemoryLimit?: string;
+  /**
+   * What the deletes of one DuckDB transaction may make DuckDB hold, at most (default: an eighth
+   * of `memoryLimit`). DuckDB keeps version data for each row group a delete touches until it
+   * checkpoints, so a transaction whose updates and deletes could touch more rows groups than that
+   * has them deleted ahead, a few row groups per transaction (see "Scattered updates" in the README).
+   */
+  deleteMemory?: string;
   /** Directory for staging files (default: the OS temp directory). */
   stagingDir?: string;
 }
@@ -86,6 +93,14 @@ export interface DuckDbSinkOptions {
 const STAGING_PREFIX = 'pg-replicate-duckdb-';
 const MEMORY_LIMIT = '256MB';
 const COPY_MEMORY_LIMIT = '64MB';
+/** A share of `memoryLimit`: what deletes in one transaction may make DuckDB hold (see `delete-ahead.ts`). */
+const DELETE_AHEAD_SHARE = 8;
+/** The same when `memoryLimit` is not a plain size (a percentage of RAM). */
+const DEFAULT_DELETE_AHEAD_BUDGET = 32 * 1024 * 1024;
+/** Parts of one Postgres transaction held back at most (10,000 changes or 8 MiB each, by default). */
+const HELD_BACK_PARTS = 8;
+/** Staging files they may hold at most (one per table of a part, each written through 1 MiB). */
+const HELD_BACK_FILES = 16;
 /** What DuckDB holds at least per column of a table appended to, until a checkpoint. */
 const SEGMENT_BYTES = 16 * 1024;
 
@@ -154,6 +169,8 @@ export class DuckDbSink implements Sink {
   readonly #appendedTo = new Set<TableSchema>();
   /** Copies in progress that record their chunks, by table key (as stored). */
   readonly #copies = new Map<string, PartialCopy>();
+  /** Parts of a Postgres transaction held back until it ends (see `#holdsBack`). */
+  #heldBack: StagedChanges[] = [];
 
   constructor(options: DuckDbSinkOptions) {
     if (typeof options?.path !== 'string' || options.path === '') {
@@ -164,6 +181,13 @@ export class DuckDbSink implements Sink {
       throw new PgReplicateError(
         'INVALID_ARGUMENT',
         `changelog must be off, beside or only, not ${String(changelog)}`,
+      );
+    }
+    const deleteMemory = options.deleteMemory;
+    if (deleteMemory !== undefined && !(sizeInBytes(deleteMemory) > 0)) {
+      throw new PgReplicateError(
+        'INVALID_ARGUMENT',
+        `deleteMemory must be a size such as 32MB, not ${String(deleteMemory)}`,
       );
     }
     this.#options = Object.freeze({
@@ -207,7 +231,9 @@ export class DuckDbSink implements Sink {
       const stored = await state.load();
       this.#copies.clear();
       for (const [key, copy] of stored.partialCopies ?? []) this.#copies.set(key, copy);
-      for (const [key, lsn] of await state.replayWindows()) applier.setReplayWindow(key, lsn);
+      const { replayWindows, rowGroupSizes } = await state.copyTraits();
+      for (const [key, lsn] of replayWindows) applier.setReplayWindow(key, lsn);
+      for (const [key, rows] of rowGroupSizes) applier.setRowGroupSize(key, rows);
       // Only keyed, materialized tables resume (a changelog would hold the first rows twice);
       // the pipeline asks for it, and `beginCopy` checks the key again.
       const partialCopies = options.changelog === 'off' ? stored.partialCopies : new Map();
@@ -333,15 +359,22 @@ export class DuckDbSink implements Sink {
   }
 
   async endCopy(table: TableSchema, snapshotLsn: Lsn | null): Promise<void> {
-    const { db, state, copier, catalog } = this.#require();
+    const { db, state, copier, catalog, applier } = this.#require();
     await this.#guard(async () => {
       await copier.finish(); // leaves its last load open: the rows commit with the copied flag
       this.#noteAppended([table]);
       const plan = await catalog.plan(table);
       const keyColumns = identityNames(table, plan.identity);
       await db.begin();
-      await state.recordCopy(table, { copied: { done: true, snapshotLsn, keyColumns }, plan: null });
+      // What the copy's rows were written in (see `ChangeApplier.deleteAhead`).
+      const rowGroupSize = db.rowGroupSize;
+      await state.recordCopy(table, {
+        copied: { done: true, snapshotLsn, keyColumns },
+        plan: null,
+        rowGroupSize,
+      });
       await db.commit();
+      applier.setRowGroupSize(tableKey(table), rowGroupSize);
       this.#copies.delete(tableKey(table));
       await this.#checkpointIfHolding();
     });
@@ -394,19 +427,30 @@ export class DuckDbSink implements Sink {
     insertsOnly: boolean,
   ): Promise<void> {
     const { db, applier, state } = this.#require();
+    let parts: StagedChanges[] = [];
     try {
       await previous;
       await this.#guard(async () => {
         if (stagingError !== null) throw stagingError;
-        await this.#configureForChanges(insertsOnly, commit !== undefined);
-        await db.begin();
-        if (staged !== null) {
-          const ready = staged;
-          staged = null;
-          await applier.applyStaged(ready);
-        } else if (events !== null) {
-          await applier.apply(events);
+        if (staged === null && events !== null && !db.inTransaction) {
+          staged = await applier.planAndStage(events);
+          if (staged !== null) events = null;
         }
+        if (staged !== null && commit === undefined && this.#holdsBack(staged)) {
+          this.#heldBack.push(staged);
+          staged = null;
+          return;
+        }
+        parts = this.#heldBack;
+        this.#heldBack = [];
+        if (staged !== null) parts.push(staged);
+        staged = null;
+        await this.#configureForChanges(insertsOnly && parts.length <= 1, commit !== undefined);
+        if (!db.inTransaction && parts.length > 0)
+          await applier.deleteAhead(parts, this.#deleteAheadBudget(), this.#copyMemoryLimit());
+        await db.begin();
+        while (parts.length > 0) await applier.applyStaged(parts.shift()!);
+        if (events !== null) await applier.apply(events);
         if (commit) {
           await state.setLastLsn(commit.lsn);
           await db.commit();
@@ -418,6 +462,9 @@ export class DuckDbSink implements Sink {
         }
       });
     } catch (error) {
+      // The transaction comes again (from its first part) after the failure.
+      for (const part of this.#heldBack) applier.discard(part);
+      this.#heldBack = [];
       const bulkLoad = this.#bulkLoad;
       this.#bulkLoad = false; // rolled back
       if (bulkLoad && error instanceof Error && isOutOfMemory(error.message)) {
@@ -436,7 +483,33 @@ export class DuckDbSink implements Sink {
     } finally {
       // Staged but never applied (an earlier batch failed): its files are free again.
       if (staged !== null) applier.discard(staged);
+      for (const part of parts) applier.discard(part);
     }
+  }
+
+  /**
+   * Whether to hold back a part of a transaction that arrives in parts, not applied until the
+   * transaction's last part comes: then the rows all its parts delete or replace can be deleted
+   * ahead, outside its DuckDB transaction (see `ChangeApplier.deleteAhead`) — a part applied
+   * at once leaves the transaction open, and every later delete in it holds version data for each
+   * row group it touches. Only when the part deletes something, no DuckDB transaction is open, and
+   * for up to `HELD_BACK_PARTS` parts and `HELD_BACK_FILES` staging files (they wait on disk);
+   * beyond, the parts held are applied as they would have been, deleted ahead, and the rest of the
+   * transaction as it comes.
+   */
+  #holdsBack(staged: StagedChanges): boolean {
+    const { db } = this.#require();
+    if (db.inTransaction || this.#heldBack.length + 1 >= HELD_BACK_PARTS) return false;
+    let files = staged.steps.length;
+    for (const part of this.#heldBack) files += part.steps.length;
+    return files <= HELD_BACK_FILES && (this.#heldBack.length > 0 || staged.deletes);
+  }
+
+  /** Bytes of version data one transaction of deletes may make DuckDB hold (see `delete-ahead.ts`). */
+  #deleteAheadBudget(): number {
+    if (this.#options.deleteMemory !== undefined) return sizeInBytes(this.#options.deleteMemory);
+    const limit = sizeInBytes(this.#memoryLimit());
+    return Number.isFinite(limit) ? limit / DELETE_AHEAD_SHARE : DEFAULT_DELETE_AHEAD_BUDGET;
   }
 
   /**
@@ -492,6 +565,7 @@ export class DuckDbSink implements Sink {
     // A change batch still applying finishes (or fails) first; what it left open is rolled back.
     await this.#applying.catch(() => {});
     this.#open = null;
+    this.#heldBack = []; // their files close with the pool: Postgres sends the transaction again
     await open.copier.abandon();
     open.files.close();
     rmSync(open.stagingDir, { recursive: true, force: true });

@@ -6,8 +6,9 @@
  *   _pg_replicate.state   one row per pipeline: the end LSN of the last applied transaction
  *   _pg_replicate.tables  one row per pipeline and table: copied or not, at which snapshot LSN,
  *                         the key used for updates and deletes, the Postgres columns, the chunks
- *                         of a copy in progress, and up to which LSN replayed changes may meet
- *                         rows that already have them (after a resumed copy)
+ *                         of a copy in progress, up to which LSN replayed changes may meet
+ *                         rows that already have them (after a resumed copy), and the rows per
+ *                         row group its copy wrote
  *
  * Pipelines are told apart by `SinkContext.pipelineId` (the slot name), so a new slot starts with
  * a clean state even in an old file.
@@ -46,7 +47,8 @@ CREATE TABLE IF NOT EXISTS ${STATE_SCHEMA}.tables (
   updated_at TIMESTAMPTZ
 );
 ALTER TABLE ${STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS copy_plan JSON;
-ALTER TABLE ${STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS replay_until UBIGINT;`;
+ALTER TABLE ${STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS replay_until UBIGINT;
+ALTER TABLE ${STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS row_group_size INTEGER;`;
 
 /** A copy's chunks as stored in `copy_plan`. */
 interface StoredPlan {
@@ -106,14 +108,27 @@ export class StateStore {
     };
   }
 
-  /** Tables whose replayed changes may meet rows that have them, up to which LSN. */
-  async replayWindows(): Promise<Map<string, Lsn>> {
-    const rows = await this.#db.rows<{ table_key: string; replay_until: bigint }>(
-      `SELECT table_key, replay_until FROM ${STATE_SCHEMA}.tables
-        WHERE pipeline_id = ${this.#pipeline} AND replay_until IS NOT NULL`,
-      'reading the replay windows',
+  /**
+   * By table: up to which LSN its replayed changes may meet rows that have them (tables with
+   * such a window only), and the rows per row group its copy wrote (tables copied since it is recorded).
+   */
+  async copyTraits(): Promise<{ replayWindows: Map<string, Lsn>; rowGroupSizes: Map<string, number> }> {
+    const rows = await this.#db.rows<{
+      table_key: string;
+      replay_until: bigint | null;
+      row_group_size: number | null;
+    }>(
+      `SELECT table_key, replay_until, row_group_size FROM ${STATE_SCHEMA}.tables
+        WHERE pipeline_id = ${this.#pipeline} AND (replay_until IS NOT NULL OR row_group_size IS NOT NULL)`,
+      'reading the replay windows and row group sizes',
     );
-    return new Map(rows.map((row) => [row.table_key, row.replay_until]));
+    const replayWindows = new Map<string, Lsn>();
+    const rowGroupSizes = new Map<string, number>();
+    for (const row of rows) {
+      if (row.replay_until !== null) replayWindows.set(row.table_key, row.replay_until);
+      if (row.row_group_size !== null) rowGroupSizes.set(row.table_key, row.row_group_size);
+    }
+    return { replayWindows, rowGroupSizes };
   }
 
   /** Records the end LSN of the last applied transaction (inside the caller's transaction). */
@@ -129,10 +144,11 @@ export class StateStore {
    * transaction (a copy of a small table costs little more than its statements): whether it is
    * copied (and at which snapshot LSN; its key and columns are documented with it), the chunks of
    * a copy in progress (null: none), and up to which LSN replayed changes may meet rows that
-   * already have them (null: none). Fields left out keep their value.
+   * already have them (null: none), and the rows per row group the copy wrote. Fields left out
+   * keep their value.
    */
   async recordCopy(table: TableSchema, change: CopyStateChange): Promise<void> {
-    const { copied, plan, replayUntil } = change;
+    const { copied, plan, replayUntil, rowGroupSize } = change;
     const sets: string[] = [];
     if (copied !== undefined) {
       await this.describeTable(table, copied.keyColumns);
@@ -142,6 +158,7 @@ export class StateStore {
     if (plan !== undefined)
       sets.push(`copy_plan = ${plan === null ? 'NULL' : literal(JSON.stringify(storedPlan(plan)))}`);
     if (replayUntil !== undefined) sets.push(`replay_until = ${replayUntil === null ? 'NULL' : replayUntil}`);
+    if (rowGroupSize !== undefined) sets.push(`row_group_size = ${rowGroupSize}`);
     if (sets.length === 0) return;
     await this.#db.run(
       `UPDATE ${STATE_SCHEMA}.tables SET ${sets.join(', ')}
@@ -251,6 +268,7 @@ export interface CopyStateChange {
   };
   readonly plan?: PartialCopy | null;
   readonly replayUntil?: Lsn | null;
+  readonly rowGroupSize?: number;
 }
 
 function storedPlan(plan: PartialCopy): StoredPlan {

@@ -5,11 +5,12 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ChangeBatch, Sink } from '../../pg-replicate/src/index.js';
+import type { Sink } from '../../pg-replicate/src/index.js';
 import { Pipeline } from '../../pg-replicate/src/pipeline/pipeline.js';
 import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js';
 import { DuckDbSink } from '../src/index.js';
 import {
+  CountingSink,
   currentLsn,
   expectEqualTables,
   freshDatabase,
@@ -30,40 +31,6 @@ afterAll(async () => {
   await db?.close();
   scratch?.remove();
 });
-
-/** Counts what reaches the sink, to prove a test exercises what it claims to. */
-class CountingSink implements Sink {
-  readonly name = 'counting';
-  readonly transactional = true;
-  unchangedToast = 0;
-  partialBatches = 0;
-  keyUpdates = 0;
-  readonly open: Sink['open'];
-  readonly prepare: Sink['prepare'];
-  readonly beginCopy: Sink['beginCopy'];
-  readonly writeRows: Sink['writeRows'];
-  readonly endCopy: Sink['endCopy'];
-  readonly close: Sink['close'];
-
-  constructor(readonly inner: Sink) {
-    this.open = inner.open.bind(inner);
-    this.prepare = inner.prepare.bind(inner);
-    this.beginCopy = inner.beginCopy.bind(inner);
-    this.writeRows = inner.writeRows.bind(inner);
-    this.endCopy = inner.endCopy.bind(inner);
-    this.close = inner.close.bind(inner);
-  }
-
-  async writeChanges(batch: ChangeBatch): Promise<void> {
-    if (batch.commit === undefined) this.partialBatches++;
-    for (const event of batch.events) {
-      if (event.op !== 'update') continue;
-      if (event.old !== undefined && event.oldIsKey) this.keyUpdates++;
-      for (let i = 0; i < event.new.length; i++) if (event.new.isUnchangedToast(i)) this.unchangedToast++;
-    }
-    await this.inner.writeChanges(batch);
-  }
-}
 
 async function run(publication: string, sink: Sink, batchMaxRows = 10_000): Promise<void> {
   const source = new PostgresSource({ connection: db.options, publication, slot: `slot_${publication}` });

@@ -63,7 +63,7 @@ describe('pg-replicate --sink duckdb', () => {
   });
 
   it('a memory flag that is not a size is a usage error (exit 2) before anything runs', async () => {
-    for (const flag of ['--duckdb-memory-limit', '--duckdb-copy-memory-limit']) {
+    for (const flag of ['--duckdb-memory-limit', '--duckdb-copy-memory-limit', '--duckdb-delete-memory']) {
       const run = await runCli(['--url', db.url, '--sink', 'duckdb', flag, 'lots', 'copy', 'cli_pub']);
       expect(run.code).toBe(2);
       expect(run.stderr).toContain(`${flag} must be a size like 128MB or 1GB`);

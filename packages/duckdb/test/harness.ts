@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { expect } from 'vitest';
+import type { ChangeBatch, Sink } from '../../pg-replicate/src/index.js';
 import { type Lsn, parseLsn } from '../../pg-replicate/src/lsn.js';
 import {
   Pipeline,
@@ -45,7 +46,7 @@ export async function currentLsn(db: TestDatabase): Promise<Lsn> {
 export interface ReplicateOptions extends Partial<Omit<PipelineOptions, 'source' | 'sink'>> {
   publication: string;
   slot?: string;
-  sink: DuckDbSinkOptions | DuckDbSink;
+  sink: DuckDbSinkOptions | Sink;
   /** Run until everything up to the current WAL position is applied (default for cdc/both). */
   catchUp?: boolean;
 }
@@ -62,7 +63,7 @@ export async function replicate(db: TestDatabase, options: ReplicateOptions): Pr
   const endLsn = mode !== 'copy' && catchUp && rest.endLsn === undefined ? await currentLsn(db) : rest.endLsn;
   const pipeline = new Pipeline({
     source,
-    sink: sink instanceof DuckDbSink ? sink : new DuckDbSink(sink),
+    sink: 'writeChanges' in sink ? sink : new DuckDbSink(sink),
     batchMaxDelayMs: 20,
     ...rest,
     mode,
@@ -105,5 +106,39 @@ export async function queryDuckDb(path: string, sql: string): Promise<Record<str
   } finally {
     connection.closeSync();
     instance.closeSync();
+  }
+}
+
+/** Counts what reaches the sink, to prove a test exercises what it claims to. */
+export class CountingSink implements Sink {
+  readonly name = 'counting';
+  readonly transactional = true;
+  unchangedToast = 0;
+  partialBatches = 0;
+  keyUpdates = 0;
+  readonly open: Sink['open'];
+  readonly prepare: Sink['prepare'];
+  readonly beginCopy: Sink['beginCopy'];
+  readonly writeRows: Sink['writeRows'];
+  readonly endCopy: Sink['endCopy'];
+  readonly close: Sink['close'];
+
+  constructor(readonly inner: Sink) {
+    this.open = inner.open.bind(inner);
+    this.prepare = inner.prepare.bind(inner);
+    this.beginCopy = inner.beginCopy.bind(inner);
+    this.writeRows = inner.writeRows.bind(inner);
+    this.endCopy = inner.endCopy.bind(inner);
+    this.close = inner.close.bind(inner);
+  }
+
+  async writeChanges(batch: ChangeBatch): Promise<void> {
+    if (batch.commit === undefined) this.partialBatches++;
+    for (const event of batch.events) {
+      if (event.op !== 'update') continue;
+      if (event.old !== undefined && event.oldIsKey) this.keyUpdates++;
+      for (let i = 0; i < event.new.length; i++) if (event.new.isUnchangedToast(i)) this.unchangedToast++;
+    }
+    await this.inner.writeChanges(batch);
   }
 }

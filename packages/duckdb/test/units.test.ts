@@ -12,6 +12,7 @@ import { unescapeCopyText } from '../../pg-replicate/src/row.js';
 import { TypeRegistry } from '../../pg-replicate/src/types/type-registry.js';
 import { splitArrayText } from '../src/array-text.js';
 import { ChangeCollapser, type KeyedEntry } from '../src/change-collapser.js';
+import { chunkRanges, versionBytes } from '../src/delete-ahead.js';
 import { rowGroupSizeFor, smallerSize } from '../src/duckdb-database.js';
 import { escapeCopyText, StageFile } from '../src/stage-file.js';
 import { rowIdentity } from '../src/table-plan.js';
@@ -340,5 +341,33 @@ describe('smallerSize', () => {
     expect(smallerSize('64MB', '0.05GB')).toBe('0.05GB');
     expect(smallerSize('64MB', '80%')).toBe('64MB');
     expect(smallerSize('64MB', '1000000')).toBe('1000000'); // bytes
+  });
+});
+
+describe('delete-ahead chunks', () => {
+  it('holds 256 KiB of version data per 16 vectors of a row group', () => {
+    expect(versionBytes(2048)).toBe(256 * 1024);
+    expect(versionBytes(32_768)).toBe(256 * 1024);
+    expect(versionBytes(65_536)).toBe(512 * 1024);
+    expect(versionBytes(122_880)).toBe(1024 * 1024);
+  });
+
+  it('cuts a table into ranges of whole row groups within the budget, the last one open-ended', () => {
+    const mib = 1024 * 1024;
+    // 10M rows in groups of 65,536 (512 KiB each): 64 groups per 32 MiB.
+    expect(chunkRanges(10_000_000, 65_536, 32 * mib)).toEqual([
+      [0, 4_194_304],
+      [4_194_304, 8_388_608],
+      [8_388_608, null],
+    ]);
+    // A table that fits the budget whole needs no chunks.
+    expect(chunkRanges(4_194_304, 65_536, 32 * mib)).toBeNull();
+    expect(chunkRanges(0, 65_536, 32 * mib)).toBeNull();
+    // A row group larger than the budget is a range of its own.
+    expect(chunkRanges(300_000, 122_880, 512 * 1024)).toEqual([
+      [0, 122_880],
+      [122_880, 245_760],
+      [245_760, null],
+    ]);
   });
 });
