@@ -220,7 +220,7 @@ describe('pg-replicate run', () => {
       'source.publication: must not be empty',
       'source.slot: expected a slot name: 1 to 63 lower-case letters, digits and underscores, got "Not-A-Slot"',
       'sink.path: required',
-      'sink.paht: unknown field (did you mean "path"?); expected one of type, stateFile, path, memoryLimit, copyMemoryLimit, project, dataset, keyFile, location, maxStaleness, maxBatchBytes, unrepresentable',
+      'sink.paht: unknown field (did you mean "path"?); expected one of type, stateFile, path, memoryLimit, copyMemoryLimit, deleteMemory, project, dataset, keyFile, location, maxStaleness, maxBatchBytes, unrepresentable',
       'batch.maxDelayMs: expected a value ≥ 0, got -1',
       'batch.max_rows: unknown field (did you mean "maxRows"?); expected one of maxRows, maxBytes, maxDelayMs, copyRows, copyWorkers',
       'http.port: expected a number, got "eighty" (from PG_REPLICATE_HTTP_PORT)',

@@ -145,6 +145,7 @@ async function runOnce(
     duckdbPath: options.duckdbPath,
     duckdbMemoryLimit: options.duckdbMemoryLimit,
     duckdbCopyMemoryLimit: options.duckdbCopyMemoryLimit,
+    duckdbDeleteMemory: options.duckdbDeleteMemory,
     bqProject: options.bqProject,
     bqDataset: options.bqDataset,
     bqKeyFile: options.bqKeyFile,

@@ -26,6 +26,7 @@ export interface CliOptions {
   duckdbPath?: string;
   duckdbMemoryLimit?: string;
   duckdbCopyMemoryLimit?: string;
+  duckdbDeleteMemory?: string;
   bqProject?: string;
   bqDataset?: string;
   bqKeyFile?: string;
@@ -148,6 +149,11 @@ export function buildProgram(handler: CommandHandler): Command {
       '--duckdb-copy-memory-limit <size>',
       "duckdb: DuckDB's memory_limit while a table is copied, and for bulk loads (transactions of inserts only, larger than a batch) (default 64MB, never above --duckdb-memory-limit)",
       duckDbSize('--duckdb-copy-memory-limit'),
+    )
+    .option(
+      '--duckdb-delete-memory <size>',
+      'duckdb: what the deletes of one DuckDB transaction may hold; updates and deletes that could hold more are deleted ahead of their transaction, a few row groups at a time (default: an eighth of --duckdb-memory-limit)',
+      duckDbSize('--duckdb-delete-memory'),
     )
     .option('--bq-project <id>', 'bigquery: Google Cloud project of the dataset')
     .option('--bq-dataset <name>', 'bigquery: dataset the tables go to (created if missing)')

@@ -18,6 +18,7 @@ export interface SinkCliOptions {
   duckdbPath?: string | undefined;
   duckdbMemoryLimit?: string | undefined;
   duckdbCopyMemoryLimit?: string | undefined;
+  duckdbDeleteMemory?: string | undefined;
   /** bigquery: project and dataset (required), then the optional settings. */
   bqProject?: string | undefined;
   bqDataset?: string | undefined;
@@ -48,6 +49,7 @@ export async function createSink(options: SinkCliOptions): Promise<Sink> {
         path: options.duckdbPath ?? 'replica.duckdb',
         memoryLimit: options.duckdbMemoryLimit,
         copyMemoryLimit: options.duckdbCopyMemoryLimit,
+        deleteMemory: options.duckdbDeleteMemory,
       });
     }
     case 'bigquery': {

@@ -131,6 +131,11 @@ const duckDbSinkSchema = z.strictObject({
     .describe(
       "duckdb: DuckDB's `memory_limit` while a table is copied, and for bulk loads (transactions of inserts only, larger than a batch) (default `64MB`, never above `memoryLimit`).",
     ),
+  deleteMemory: duckDbSize()
+    .optional()
+    .describe(
+      'duckdb: what the deletes of one DuckDB transaction may hold; updates and deletes that could hold more are deleted ahead of their transaction, a few row groups at a time (default: an eighth of `memoryLimit`).',
+    ),
 });
 
 const bigQuerySinkSchema = z.strictObject({

@@ -244,6 +244,7 @@ export function buildSink(sink: SinkConfig): Promise<Sink> {
         duckdbPath: sink.path,
         duckdbMemoryLimit: sink.memoryLimit,
         duckdbCopyMemoryLimit: sink.copyMemoryLimit,
+        duckdbDeleteMemory: sink.deleteMemory,
       });
     case 'bigquery':
       return createSink({
