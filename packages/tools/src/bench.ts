@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { TestCluster } from '@pg-replicate/testkit';
 import { NullSink, Pipeline, PostgresSource, parseLsn, type Sink } from 'pg-replicate';
 import { percentile, runMeasured, type Summary, summarize } from './measure.js';
+import { COLUMNS, ROW_EXPR } from './workload.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -38,12 +39,6 @@ const duckdbFlags = args['duckdb-flags'].split(' ').filter((flag) => flag !== ''
 const BIN = fileURLToPath(new URL('../../pg-replicate/bin/pg-replicate.js', import.meta.url));
 /** Tables of the many-table publication (the same rows, split evenly). */
 const PARTS = 100;
-const COLUMNS = `id bigint PRIMARY KEY, n int, t text, ts timestamptz, amount numeric(12,2), doc jsonb, flag bool, u uuid`;
-const ROW_EXPR = (from: number, to: number) => `
-  SELECT g, g % 1000, 'row number ' || g || ' of the benchmark', '2024-01-01'::timestamptz + g * interval '1.5 second',
-         (g % 100000) / 100.0, jsonb_build_object('id', g, 'tags', jsonb_build_array('a', 'b'), 'ok', g % 2 = 0),
-         g % 3 = 0, md5(g::text)::uuid
-    FROM generate_series(${from}, ${to}) g`;
 
 interface Result {
   group: 'backfill' | 'tables' | 'cdc';
