@@ -60,7 +60,8 @@ async function main(): Promise<void> {
   try {
     log(`a table of ${rows.toLocaleString('en-US')} rows`);
     await cluster.query(`CREATE TABLE scattered (${COLUMNS}); INSERT INTO scattered ${ROW_EXPR(1, rows)}`);
-    await cluster.query('VACUUM ANALYZE scattered; CREATE PUBLICATION scattered FOR TABLE scattered');
+    await cluster.query('VACUUM ANALYZE scattered'); // not in a transaction: a query of its own
+    await cluster.query('CREATE PUBLICATION scattered FOR TABLE scattered');
     log('copied into DuckDB');
     const copy = await cli(['both', 'scattered', 'scattered'], await lsn());
     copyFileSync(file, copied); // the CLI closed it: checkpointed, no WAL beside it

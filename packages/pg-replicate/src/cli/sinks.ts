@@ -32,7 +32,7 @@ export interface SinkCliOptions {
 }
 
 /** A size DuckDB's `memory_limit` takes, such as `128MB` or `1GB` (checked before DuckDB sees it). */
-export const DUCKDB_SIZE = /^\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB)$/i;
+export const DUCKDB_SIZE = /^\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)$/i;
 
 /** The constructor a sink package exports, as far as the CLI relies on it. */
 type SinkConstructor = new (options: Record<string, unknown>) => Sink;
