@@ -6,6 +6,8 @@
  * default: the sink's defaults, then `--duckdb-delete-memory 1TB`, which applies every change
  * inside its transaction: the sink before it deleted ahead), `--reps` times, alternating — each
  * run from the same start: the DuckDB file as copied, and a copy of the slot as it was then.
+ * `--toast` adds a ~2 KB column stored out of line that the updates leave alone: the sink then
+ * reads those values from DuckDB, and does not delete that table's rows ahead.
  */
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ const { values: args } = parseArgs({
     transactions: { type: 'string', default: '20' },
     settings: { type: 'string', default: ';--duckdb-delete-memory 1TB' },
     reps: { type: 'string', default: '1' },
+    toast: { type: 'boolean', default: false },
   },
 });
 const BIN = fileURLToPath(new URL('../../pg-replicate/bin/pg-replicate.js', import.meta.url));
@@ -60,6 +63,11 @@ async function main(): Promise<void> {
   try {
     log(`a table of ${rows.toLocaleString('en-US')} rows`);
     await cluster.query(`CREATE TABLE scattered (${COLUMNS}); INSERT INTO scattered ${ROW_EXPR(1, rows)}`);
+    if (args.toast) {
+      log('a ~2 KB column stored out of line');
+      await cluster.query(`ALTER TABLE scattered ADD COLUMN note text; ALTER TABLE scattered ALTER COLUMN note SET STORAGE EXTERNAL;
+        UPDATE scattered SET note = repeat(md5(id::text), 64)`);
+    }
     await cluster.query('VACUUM ANALYZE scattered'); // not in a transaction: a query of its own
     await cluster.query('CREATE PUBLICATION scattered FOR TABLE scattered');
     log('copied into DuckDB');
@@ -92,7 +100,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(
       [
-        `scattered updates: ${args.transactions} transactions of 10,000 random updates and 1,000 random deletes over ${rows.toLocaleString('en-US')} rows (copied in ${copy.seconds.toFixed(1)} s, ${Math.round(copy.peakRssMb)} MB), streamed into DuckDB`,
+        `scattered updates: ${args.transactions} transactions of 10,000 random updates and 1,000 random deletes over ${rows.toLocaleString('en-US')} rows${args.toast ? ' with a ~2 KB TOASTed column the updates leave alone' : ''} (copied in ${copy.seconds.toFixed(1)} s, ${Math.round(copy.peakRssMb)} MB), streamed into DuckDB`,
         '',
         '| CLI flags | wall time | peak RSS | |',
         '|---|---:|---:|---|',
