@@ -146,7 +146,7 @@ export class ChangeApplier {
 
   /**
    * {@link stage}, for a batch that could not be staged only because it changes tables whose plans
-   * are not built yet (the first batch after each Relation message): builds them first, in a
+   * are not built yet (the first batch after each Relation message): builds them first, in one
    * transaction of their own — what they write to DuckDB (a table made to match the schema, its
    * description) holds at any later position too. Null when the batch truncates or changes a schema.
    */
@@ -156,9 +156,9 @@ export class ChangeApplier {
       if (event.op === 'truncate' || event.op === 'schema') return null;
       if (this.#catalog.knownPlan(event.table) === undefined) unknown.add(event.table);
     }
-    for (const table of unknown) {
+    if (unknown.size > 0) {
       await this.#db.transaction(async () => {
-        await this.#plan(table);
+        for (const table of unknown) await this.#plan(table);
       });
     }
     return this.stage(events);

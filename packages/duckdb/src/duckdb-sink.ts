@@ -2,7 +2,8 @@
  * The DuckDB sink: one DuckDB table per published table, kept equal to it row for row, with
  * exactly-once delivery — every batch is applied in one DuckDB transaction together with the
  * position it reaches, so a crash at any instant leaves the file at a transaction boundary that
- * the pipeline resumes from.
+ * the pipeline resumes from. (The rows that scattered updates and deletes replace in a big table
+ * may go just before, in transactions of their own: see `delete-ahead.ts`.)
  *
  * Transactions, as the `Sink` contract asks:
  * - `beginCopy` clears the table and its copied flag in a transaction that the first load of rows
@@ -82,8 +83,9 @@ export interface DuckDbSinkOptions {
   /**
    * What the deletes of one DuckDB transaction may make DuckDB hold, at most (default: an eighth
    * of `memoryLimit`). DuckDB keeps version data for each row group a delete touches until it
-   * checkpoints, so a transaction whose updates and deletes could touch more rows groups than that
-   * has them deleted ahead, a few row groups per transaction (see "Scattered updates" in the README).
+   * checkpoints, so the rows that a transaction's updates and deletes replace, when they could make
+   * it hold more (scattered rows of a big table), are deleted ahead of it, a few row groups per
+   * DuckDB transaction (see "Scattered updates over big tables" in the README).
    */
   deleteMemory?: string;
   /** Directory for staging files (default: the OS temp directory). */
