@@ -3,7 +3,7 @@
  * stream, across a restart, with small batches so that transactions are split into parts.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import type { Lsn } from '../../pg-replicate/src/lsn.js';
 import type { ProgressEvent } from '../../pg-replicate/src/pipeline/progress.js';
 import { waitFor } from '../../pg-replicate/test/helpers.js';
@@ -37,6 +37,9 @@ const databases: TestDatabase[] = [];
 beforeAll(() => {
   scratch = scratchDir();
 });
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 afterAll(async () => {
   for (const db of databases) await db.close();
   scratch?.remove();
@@ -51,7 +54,6 @@ it('the same with every qualifying batch deleting ahead the rows it replaces (de
   await runWorkload('duckdb_workload_ahead', { deleteMemory: '1B' });
   // wl_plain's batches qualify (keyed, no TOASTed values); most of wl_items' are updated around them.
   expect(chunks.get('"public"."wl_plain"')?.rows).toBeGreaterThan(100);
-  vi.restoreAllMocks();
 });
 
 async function runWorkload(name: string, sink: Omit<DuckDbSinkOptions, 'path'>): Promise<void> {
