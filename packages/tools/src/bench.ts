@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { TestCluster } from '@pg-replicate/testkit';
 import { NullSink, Pipeline, PostgresSource, parseLsn, type Sink } from 'pg-replicate';
 import { percentile, runMeasured, type Summary, summarize } from './measure.js';
-import { COLUMNS, ROW_EXPR } from './workload.js';
+import { COLUMNS, ROW_EXPR, SERVER_SETTINGS } from './workload.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -58,14 +58,7 @@ async function main(): Promise<void> {
     );
   }
   log(`starting Postgres; workload: ${ROWS.toLocaleString('en-US')} rows, ${REPS} repetitions`);
-  const cluster = await TestCluster.start({
-    settings: {
-      shared_buffers: '1GB',
-      max_wal_size: '16GB',
-      checkpoint_timeout: '1h',
-      wal_sender_timeout: '0',
-    },
-  });
+  const cluster = await TestCluster.start({ settings: SERVER_SETTINGS });
   const work = mkdtempSync(join(tmpdir(), 'pg-replicate-bench-'));
   try {
     const [version] = await cluster.query<{ v: string }>("SELECT current_setting('server_version') AS v");

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { TestCluster } from '@pg-replicate/testkit';
 import { runMeasured } from './measure.js';
-import { COLUMNS, ROW_EXPR } from './workload.js';
+import { COLUMNS, ROW_EXPR, SERVER_SETTINGS } from './workload.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -33,14 +33,7 @@ const log = (message: string) => process.stderr.write(`scattered: ${message}\n`)
 async function main(): Promise<void> {
   const rows = Number(args.rows);
   const settings = args.settings.split(';').map((flags) => flags.split(' ').filter((flag) => flag !== ''));
-  const cluster = await TestCluster.start({
-    settings: {
-      shared_buffers: '1GB',
-      max_wal_size: '16GB',
-      checkpoint_timeout: '1h',
-      wal_sender_timeout: '0',
-    },
-  });
+  const cluster = await TestCluster.start({ settings: SERVER_SETTINGS });
   const work = mkdtempSync(join(tmpdir(), 'pg-replicate-scattered-'));
   const file = join(work, 'replica.duckdb');
   const copied = join(work, 'copied.duckdb');

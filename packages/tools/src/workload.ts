@@ -1,3 +1,11 @@
+/** The benchmark's Postgres: room for the backlog's WAL, no checkpoint or sender timeout mid-run. */
+export const SERVER_SETTINGS = {
+  shared_buffers: '1GB',
+  max_wal_size: '16GB',
+  checkpoint_timeout: '1h',
+  wal_sender_timeout: '0',
+};
+
 /** The benchmark's table: its columns, and the rows `from`–`to` of it as a SELECT (~170 bytes each). */
 export const COLUMNS = `id bigint PRIMARY KEY, n int, t text, ts timestamptz, amount numeric(12,2), doc jsonb, flag bool, u uuid`;
 
