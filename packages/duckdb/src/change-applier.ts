@@ -182,10 +182,11 @@ export class ChangeApplier {
    * Deletes ahead of their transaction, a few row groups per transaction (see `delete-ahead.ts`),
    * the rows that `parts` — the staged batches of one Postgres transaction, in order — delete or
    * replace in tables where one delete could hold more than `budget` bytes; those parts then delete
-   * only among the rows their transaction adds. Only between transactions. A table qualifies when none of its staged changes
-   * reads a row DuckDB holds (unchanged TOAST values) or is replayed over a resumed copy: then every
-   * row deleted here is one the transaction deletes, or writes anew under its key, anyway. After
-   * each chunk DuckDB's cache is cut down to `cacheLimit` (it keeps the key column it scanned).
+   * only among the rows their transaction adds. Only between transactions. A table qualifies when
+   * none of its staged changes reads a row DuckDB holds (unchanged TOAST values) or is replayed
+   * over a resumed copy: then every row deleted here is one the transaction deletes, or writes anew
+   * under its key, anyway. After each chunk DuckDB's cache is cut down to `cacheLimit` (it keeps
+   * the key column it scanned).
    */
   async deleteAhead(parts: readonly StagedChanges[], budget: number, cacheLimit: string): Promise<void> {
     const tables = new Map<string, { steps: KeyedStep[]; parts: StagedChanges[] } | null>();
