@@ -27,14 +27,25 @@ import {
   type TruncateEvent,
   tableKey,
 } from 'pg-replicate';
+import { applyAhead } from './apply-ahead.js';
 import { ChangeCollapser, MergedRow, type Texts, UnappliableChangeError } from './change-collapser.js';
 import { changelogInsertSql, changelogStagedNames, stageChangelog } from './changelog.js';
 import { countConverting, runConverting } from './conversion-errors.js';
-import { chunkRanges, versionBytes } from './delete-ahead.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
-import { literal } from './sql.js';
 import type { StageFile, StageFilePool } from './stage-file.js';
 import { stageRowFields } from './stage-rows.js';
+import {
+  type AppliedAhead,
+  inPlaceUpdateSql,
+  type KeyedStep,
+  keyedStagedNames,
+  keyFlagged,
+  keyMatch,
+  missingOrigin,
+  StagedChanges,
+  type Step,
+  stagedKeys,
+} from './staged-changes.js';
 import type { TableCatalog } from './table-catalog.js';
 import type { TablePlan } from './table-plan.js';
 import { fromStaged } from './type-mapping.js';
@@ -51,63 +62,7 @@ interface Pending {
 /** Changes collected per table between two cuts (one map per staging, never shared by batches). */
 type Run = Map<TableSchema, Pending>;
 
-/** One table's share of a staged batch: its staging file, and what the statements need to know. */
-type Step =
-  | {
-      readonly kind: 'keyed';
-      readonly plan: TablePlan;
-      readonly file: StageFile;
-      readonly keyColumns: readonly number[];
-      readonly deletes: number;
-      readonly writes: number;
-      /** Rows whose unchanged TOAST values come from a row under another key (materialized first). */
-      readonly masked: number;
-      /** Rows updated in place, counted by their `_u` mask (which columns keep their value). */
-      readonly inPlace: ReadonlyMap<string, number>;
-      readonly replayed: boolean;
-    }
-  | {
-      readonly kind: 'counted';
-      readonly plan: TablePlan;
-      readonly file: StageFile;
-      readonly removes: number;
-      readonly adds: number;
-    }
-  | { readonly kind: 'append' | 'changelog'; readonly plan: TablePlan; readonly file: StageFile };
-
-type KeyedStep = Extract<Step, { kind: 'keyed' }>;
-
-/** Row changes collapsed and written to staging files: only the SQL is left to run. */
-export class StagedChanges {
-  /**
-   * By table key: its rows were deleted ahead (see {@link ChangeApplier.deleteAhead}) while it had
-   * this many, so what this batch still has to delete is among the rows its transaction added since.
-   */
-  readonly deletedAhead = new Map<string, number>();
-
-  constructor(readonly steps: readonly Step[]) {}
-
-  /** Whether applying it deletes rows by key. */
-  get deletes(): boolean {
-    return this.steps.some((step) => step.kind === 'keyed' && step.deletes > 0);
-  }
-}
-
-/**
- * A change replayed over a resumed copy needs a row the copy did not bring: the sink must copy
- * the table again in full (see `DuckDbSink`).
- */
-export class ResumedCopyIncompleteError extends Error {
-  readonly tableKey: string;
-
-  constructor(tableKey: string) {
-    super(`a change replayed over the resumed copy of ${tableKey} needs a row the copy did not bring`);
-    this.tableKey = tableKey;
-  }
-}
-
 const ROWS_TABLE = '_pg_replicate_rows';
-const DOOMED_TABLE = '_pg_replicate_doomed';
 
 /** Applies change batches set-wise into the sink's open DuckDB transaction (see the module comment). */
 export class ChangeApplier {
@@ -118,8 +73,10 @@ export class ChangeApplier {
   readonly #deletedFrom = new Set<string>();
   /** By table key: changes up to this LSN may already be in the table (after a resumed copy). */
   readonly #replayUntil = new Map<string, Lsn>();
-  /** By table key: the rows per row group its copy wrote (see {@link deleteAhead}). */
+  /** By table key: the rows per row group its copy wrote (see {@link applyAhead}). */
   readonly #rowGroupSizes = new Map<string, number>();
+  /** Temp tables of keys {@link applyAhead} made for the transaction it ran before. */
+  readonly #aheadKeys: string[] = [];
 
   constructor(db: DuckDbDatabase, catalog: TableCatalog, files: StageFilePool) {
     this.#db = db;
@@ -168,7 +125,7 @@ export class ChangeApplier {
   async applyStaged(staged: StagedChanges): Promise<void> {
     try {
       for (const step of staged.steps) {
-        if (step.kind === 'keyed') await this.#applyKeyed(step, staged.deletedAhead.get(step.plan.key));
+        if (step.kind === 'keyed') await this.#applyKeyed(step, staged.ahead.get(step.plan.key));
         else if (step.kind === 'counted') await this.#applyCounted(step);
         else if (step.kind === 'append') await this.#applyInserts(step.plan, step.file);
         else await this.#writeChangelog(step.plan, step.file);
@@ -179,105 +136,22 @@ export class ChangeApplier {
   }
 
   /**
-   * Deletes ahead of their transaction, a few row groups per transaction (see `delete-ahead.ts`),
-   * the rows that `parts` — the staged batches of one Postgres transaction, in order — delete or
-   * replace in tables where one delete could hold more than `budget` bytes; those parts then delete
-   * only among the rows their transaction adds. Only between transactions. A table qualifies when
-   * none of its staged changes reads a row DuckDB holds (unchanged TOAST values) or is replayed
-   * over a resumed copy: then every row deleted here is one the transaction deletes, or writes anew
-   * under its key, anyway. After each chunk DuckDB's cache is cut down to `cacheLimit` (it keeps
-   * the key column it scanned).
+   * Applies ahead of their transaction, a few row groups per DuckDB transaction, what `parts` —
+   * the staged batches of one Postgres transaction, in order — delete and update in place in
+   * tables where one statement could hold more than `budget` bytes (see `apply-ahead.ts`); after
+   * each range DuckDB's cache is cut down to `cacheLimit`. Only between transactions.
    */
-  async deleteAhead(parts: readonly StagedChanges[], budget: number, cacheLimit: string): Promise<void> {
-    const tables = new Map<string, { steps: KeyedStep[]; parts: StagedChanges[] } | null>();
-    for (const part of parts) {
-      for (const step of part.steps) {
-        const entry = tables.get(step.plan.key);
-        if (step.kind === 'changelog' || entry === null) continue; // a changelog is only appended to
-        if (step.kind !== 'keyed' || step.masked > 0 || step.inPlace.size > 0 || step.replayed) {
-          tables.set(step.plan.key, null);
-        } else if (entry === undefined) {
-          tables.set(step.plan.key, { steps: [step], parts: [part] });
-        } else {
-          entry.steps.push(step);
-          entry.parts.push(part);
-        }
-      }
-    }
-    for (const [key, entry] of tables) {
-      if (entry === null) continue;
-      // Rows the copy wrote, or (never copied here) what changes append now: the bulk of the table.
-      const groupRows = this.#rowGroupSizes.get(key) ?? this.#db.rowGroupSize;
-      const deletes = entry.steps.reduce((sum, step) => sum + step.deletes, 0);
-      if (deletes * versionBytes(groupRows) <= budget) continue; // one row group each at most
-      const rows = await this.#deleteAhead(entry.steps, groupRows, budget, cacheLimit);
-      if (rows !== null) for (const part of entry.parts) part.deletedAhead.set(key, rows);
-    }
-  }
-
-  /**
-   * Deletes ahead the rows of one table (see {@link deleteAhead}). Returns a `rowid` that every row
-   * the transaction adds will be at or above, or null when one delete would hold little enough.
-   */
-  async #deleteAhead(
-    steps: readonly KeyedStep[],
-    groupRows: number,
-    budget: number,
-    cacheLimit: string,
-  ): Promise<number | null> {
-    const { plan, keyColumns } = steps[0]!;
-    const what = `deleting ahead the rows of ${plan.key} that a transaction replaces or deletes`;
-    const ranges = chunkRanges(await this.#rowidEnd(plan), groupRows, budget);
-    if (ranges === null) return null;
-    let created = false;
-    for (const step of steps) {
-      if (step.deletes === 0) continue;
-      const read = step.file.readSql(keyedStagedNames(plan, keyColumns));
-      const select = `SELECT ${stagedKeys(plan, keyColumns)} FROM ${read} AS s WHERE s._d = '1'`;
-      await this.#convert(
-        created
-          ? `INSERT INTO temp.main.${DOOMED_TABLE} ${select}`
-          : `CREATE OR REPLACE TEMP TABLE ${DOOMED_TABLE} AS ${select}`,
-        what,
-        plan,
-        read,
-      );
-      created = true;
-    }
-    const match = keyMatch(plan, keyColumns);
-    try {
-      // From the end: a checkpoint that vacuums deleted rows moves the rows after them to lower
-      // `rowid`s, so a row not reached yet can only move into a range still to come.
-      for (const [from, to] of ranges.reverse()) {
-        const range = `${plan.target}.rowid >= ${from}${to === null ? '' : ` AND ${plan.target}.rowid < ${to}`}`;
-        await this.#db.begin();
-        const [deleted] = await this.#db.rows(
-          `DELETE FROM ${plan.target} USING (SELECT DISTINCT * FROM temp.main.${DOOMED_TABLE}) AS d
-            WHERE ${match} AND ${range}`,
-          what,
-        );
-        await this.#db.commit();
-        // Releases the version data of the chunk's row groups (a commit does not).
-        if (Number(deleted?.['Count']) > 0) await this.#db.run('CHECKPOINT', what);
-        await this.#db.releaseCache(cacheLimit);
-      }
-    } finally {
-      await this.#db.rollback();
-      await this.#db.run(`DROP TABLE IF EXISTS temp.main.${DOOMED_TABLE}`, what).catch(() => {});
-    }
-    // Read after the last checkpoint: nothing moves the rows until the transaction ends, and the
-    // rows it adds come after them (an open transaction's own even at 2^55 and up).
-    return this.#rowidEnd(plan);
-  }
-
-  /** One past the table's last `rowid`: the rows appended and not vacuumed since (deleted ones count). */
-  async #rowidEnd(plan: TablePlan): Promise<number> {
-    const [size] = await this.#db.rows(
-      `SELECT estimated_size::DOUBLE AS n FROM duckdb_tables()
-        WHERE database_name = current_database() AND schema_name = ${literal(plan.table.schema)} AND table_name = ${literal(plan.table.name)}`,
-      `reading the size of ${plan.key}`,
-    );
-    return Number(size?.['n'] ?? 0);
+  async applyAhead(parts: readonly StagedChanges[], budget: number, cacheLimit: string): Promise<void> {
+    // The key lists of the transaction before (read by its statements, which are done).
+    for (const table of this.#aheadKeys.splice(0))
+      await this.#db.run(`DROP TABLE IF EXISTS temp.main.${table}`, 'dropping a key list');
+    const created = await applyAhead(this.#db, parts, {
+      budget,
+      cacheLimit,
+      groupRows: (plan) => this.#rowGroupSizes.get(plan.key) ?? this.#db.rowGroupSize,
+      keysTable: (n) => `_pg_replicate_ahead_${n}`,
+    });
+    this.#aheadKeys.push(...created);
   }
 
   /** Gives back the files of a staged batch that will not be applied. */
@@ -330,6 +204,11 @@ export class ChangeApplier {
   /** The table's copy wrote row groups of `rows` rows. */
   setRowGroupSize(key: string, rows: number): void {
     this.#rowGroupSizes.set(key, rows);
+  }
+
+  /** The fewest rows per row group any table's copy wrote, or `rows` if fewer. */
+  smallestRowGroupSize(rows: number): number {
+    return Math.min(rows, ...this.#rowGroupSizes.values());
   }
 
   /** The sink's transaction ended (committed or rolled back). */
@@ -431,6 +310,7 @@ export class ChangeApplier {
       file.plainField('0');
       file.plainField('1');
       file.field(null);
+      file.plainField('0');
       stageRowFields(file, plan, row);
       for (let j = 0; j < keyColumns.length; j++) file.field(null);
       file.endRow();
@@ -449,6 +329,7 @@ export class ChangeApplier {
       file.plainField(entry.row === null || updateInPlace ? '0' : '1');
       if (mask === null) file.field(null);
       else file.plainField(mask);
+      file.plainField(entry.readsExisting ? '1' : '0');
       if (entry.row === null) {
         const row: Texts = new Array(width).fill(null);
         keyColumns.forEach((column, j) => {
@@ -487,7 +368,7 @@ export class ChangeApplier {
     return { kind: 'counted', plan, file, removes, adds };
   }
 
-  async #applyKeyed(step: KeyedStep, deletedAheadOf: number | undefined): Promise<void> {
+  async #applyKeyed(step: KeyedStep, ahead: AppliedAhead | undefined): Promise<void> {
     const { plan, file, keyColumns, deletes, writes, masked, inPlace, replayed } = step;
     const read = file.readSql(keyedStagedNames(plan, keyColumns));
     const convert = (column: number, expr: string) => fromStaged(plan.columns[column]!.mapping, expr);
@@ -517,34 +398,38 @@ export class ChangeApplier {
     if (inPlace.size > 0) {
       // The rows keep their key, and no other staged row touches it: nothing else depends on order.
       this.#deletedFrom.add(plan.key); // as after deletes, DuckDB refuses to commit an ALTER of it
-      const match = keyColumns
-        .map((column) => `${plan.target}.${plan.columns[column]!.sql} = ${convert(column, `s.c${column}`)}`)
-        .join(' AND ');
+      const notAhead =
+        ahead === undefined ? '' : ` AND NOT ${keyFlagged(ahead.keys, 'updated', plan, keyColumns)}`;
       for (const [mask, rows] of inPlace) {
-        const sets = plan.columns
-          .map((column, i) => ({ column, i }))
-          .filter(({ i }) => mask[i] === '0' && !keyColumns.includes(i))
-          .map(({ column, i }) => `${column.sql} = ${convert(i, `s.c${i}`)}`);
-        const staged = `(SELECT * FROM ${read} WHERE _w = '0' AND _u = '${mask}') AS s`;
-        const sql =
-          sets.length > 0
-            ? `UPDATE ${plan.target} SET ${sets.join(', ')} FROM ${staged} WHERE ${match}`
-            : `SELECT count(*) AS "Count" FROM ${plan.target}, ${staged} WHERE ${match}`;
-        if ((await countConverting(this.#db, sql, what, plan, read)) < rows)
+        const left = rows - (ahead?.updated.get(mask) ?? 0);
+        if (left === 0) continue;
+        const sql = inPlaceUpdateSql(plan, keyColumns, read, mask, notAhead);
+        if ((await countConverting(this.#db, sql, what, plan, read)) < left)
           throw missingOrigin(plan, replayed);
       }
     }
     if (deletes > 0) {
       this.#deletedFrom.add(plan.key);
-      // Only rows the transaction added can be left: the scan skips the row groups before them.
-      const added = deletedAheadOf === undefined ? '' : ` AND ${plan.target}.rowid >= ${deletedAheadOf}`;
-      await this.#convert(
-        `DELETE FROM ${plan.target} USING (SELECT DISTINCT ${stagedKeys(plan, keyColumns)} FROM ${read} AS s WHERE s._d = '1') AS d
-          WHERE ${keyMatch(plan, keyColumns)}${added}`,
-        what,
-        plan,
-        read,
-      );
+      const doomed = `SELECT DISTINCT ${stagedKeys(plan, keyColumns)} FROM ${read} AS s WHERE s._d = '1'`;
+      const deleteSql = (keys: string, where = '') =>
+        `DELETE FROM ${plan.target} USING (${keys}) AS d WHERE ${keyMatch(plan, keyColumns)}${where}`;
+      if (ahead === undefined) {
+        await this.#convert(deleteSql(doomed), what, plan, read);
+      } else {
+        // Keys whose old row went ahead: only rows the transaction added can be left, and the
+        // scan skips the row groups before them. The others' old rows are still anywhere.
+        if (ahead.keptDeletes < deletes)
+          await this.#convert(
+            deleteSql(doomed, ` AND ${plan.target}.rowid >= ${ahead.end}`),
+            what,
+            plan,
+            read,
+          );
+        if (ahead.keptDeletes > 0) {
+          const kept = `${doomed} AND NOT ${keyFlagged(ahead.keys, 'deleted', plan, keyColumns)}`;
+          await this.#convert(deleteSql(kept), what, plan, read);
+        }
+      }
     }
     if (writes > 0) {
       const columns = plan.columns.map((column) => column.sql).join(', ');
@@ -628,37 +513,6 @@ export class ChangeApplier {
       read,
     );
   }
-}
-
-/** The columns of a keyed staging file (see `#stageKeyed`). */
-function keyedStagedNames(plan: TablePlan, keyColumns: readonly number[]): string[] {
-  return ['_d', '_w', '_u', ...plan.columns.map((_, i) => `c${i}`), ...keyColumns.map((_, j) => `o${j}`)];
-}
-
-/** A keyed staging file's (`s`) key columns, converted, as `k0, k1, …`. */
-function stagedKeys(plan: TablePlan, keyColumns: readonly number[]): string {
-  return keyColumns
-    .map((column, j) => `${fromStaged(plan.columns[column]!.mapping, `s.c${column}`)} AS k${j}`)
-    .join(', ');
-}
-
-/** The table's key columns equal to `d.k0, d.k1, …` (see {@link stagedKeys}). */
-function keyMatch(plan: TablePlan, keyColumns: readonly number[]): string {
-  return keyColumns.map((column, j) => `${plan.target}.${plan.columns[column]!.sql} = d.k${j}`).join(' AND ');
-}
-
-/** An update kept unchanged TOAST values of a row DuckDB does not have. */
-function missingOrigin(plan: TablePlan, replayed: boolean): Error {
-  // Replayed over a resumed copy: the row moved out of a chunk that was copied again (an update
-  // placed it in a chunk copied before) and its unchanged values are nowhere here.
-  if (replayed) return new ResumedCopyIncompleteError(plan.key);
-  return new PgReplicateError(
-    'SINK_ERROR',
-    `an update of ${plan.key} kept unchanged TOAST values of a row that is not in DuckDB`,
-    {
-      hint: 'the DuckDB table does not hold the rows Postgres had: it was never copied (cdc mode streams changes only — use both), or it was edited by hand; copy the table again with a new slot (both)',
-    },
-  );
 }
 
 function unappliable(plan: TablePlan, error: unknown): unknown {

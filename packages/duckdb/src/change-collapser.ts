@@ -62,6 +62,12 @@ export interface KeyedEntry {
   unchanged: Uint8Array | null;
   /** Key texts of the row in DuckDB providing the unchanged values. */
   origin: Texts | null;
+  /**
+   * Whether the run's first change of this key read the row DuckDB has under it: an update that
+   * kept unchanged TOAST values, under this key or moving the row to another. Then that row must
+   * be there when the run is applied — any other first change replaces or deletes it unread.
+   */
+  readonly readsExisting: boolean;
 }
 
 /** A distinct row and how many copies of it the run adds (> 0) or removes (< 0). */
@@ -156,6 +162,7 @@ export class ChangeCollapser {
         row: null,
         unchanged: null,
         origin: null,
+        readsExisting: previous?.readsExisting ?? false,
       });
       return;
     }
@@ -169,6 +176,7 @@ export class ChangeCollapser {
         row: event.new,
         unchanged: null,
         origin: null,
+        readsExisting: previous?.readsExisting ?? false,
       });
       return;
     }
@@ -176,6 +184,8 @@ export class ChangeCollapser {
     const oldId = event.old === undefined ? id : join(oldKey);
     const before = this.#keyed.get(oldId);
     const merged = this.#resolveToast(event, before, oldKey);
+    // First seen here, and some values come from its row in DuckDB (`before` would have had them).
+    const readsExisting = before?.readsExisting ?? merged.unchanged !== null;
     if (oldId !== id) {
       this.#keyed.set(oldId, {
         key: oldKey,
@@ -183,11 +193,17 @@ export class ChangeCollapser {
         row: null,
         unchanged: null,
         origin: null,
+        readsExisting,
       });
       const target = this.#keyed.get(id);
-      this.#keyed.set(id, { key, deleteExisting: target?.deleteExisting ?? replayed, ...merged });
+      this.#keyed.set(id, {
+        key,
+        deleteExisting: target?.deleteExisting ?? replayed,
+        ...merged,
+        readsExisting: target?.readsExisting ?? false,
+      });
     } else {
-      this.#keyed.set(id, { key, deleteExisting: before?.deleteExisting ?? true, ...merged });
+      this.#keyed.set(id, { key, deleteExisting: before?.deleteExisting ?? true, ...merged, readsExisting });
     }
   }
 
@@ -195,7 +211,14 @@ export class ChangeCollapser {
   #enterInserts(keyColumns: readonly number[]): void {
     for (const row of this.#inserts) {
       const key = keyOf(row, keyColumns);
-      this.#keyed.set(join(key), { key, deleteExisting: false, row, unchanged: null, origin: null });
+      this.#keyed.set(join(key), {
+        key,
+        deleteExisting: false,
+        row,
+        unchanged: null,
+        origin: null,
+        readsExisting: false,
+      });
     }
     this.#inserts.length = 0;
   }

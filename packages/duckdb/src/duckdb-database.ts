@@ -37,7 +37,7 @@ const ROW_GROUP_BYTES = 12 * 1024 * 1024;
  * The most rows per group a copy chooses. Deletes hold a 256 KiB block of version data per row
  * group they touch until DuckDB checkpoints, so scattered updates over a big table need memory per
  * row group: over 10M narrow rows they peaked at 319 MB with 65,536 rows per group against 389 MB
- * with 16,384 (before they were deleted ahead, see `delete-ahead.ts`); a 1M-row copy peaked 10–25
+ * with 16,384 (before they were deleted ahead, see `apply-ahead.ts`); a 1M-row copy peaked 10–25
  * MB higher, as fast.
  */
 const MAX_ROW_GROUP_SIZE = 65_536;
@@ -364,7 +364,7 @@ export function sinkError(error: unknown, what: string): PgReplicateError {
       : memory && copying
         ? 'give the copy more memory (copyMemoryLimit, --duckdb-copy-memory-limit; default 64MB); the failed load was rolled back, and the copy resumes after a restart'
         : memory
-          ? 'give the sink more memory (memoryLimit, --duckdb-memory-limit), or less to deletes ahead of their transaction (deleteMemory, --duckdb-delete-memory): updates and deletes hold ~256 KiB per row group they touch until DuckDB checkpoints, and those of tables updated around unchanged TOAST values, or of a transaction of more than 8 batches, are not deleted ahead. The position did not advance: the batch is delivered again after a restart'
+          ? 'give the sink more memory (memoryLimit, --duckdb-memory-limit), or less to what goes ahead of a transaction (deleteMemory, --duckdb-delete-memory): deletes hold ~256 KiB per row group and in-place updates ~128 KiB per vector and column they touch until DuckDB checkpoints, and those of a transaction of more than 8 batches, or replayed over a resumed copy, do not all go ahead. The position did not advance: the batch is delivered again after a restart'
           : 'the batch was rolled back and will be delivered again after a restart; if it keeps failing, please report it with this message',
     cause: error,
   });

@@ -2,8 +2,8 @@
  * The DuckDB sink: one DuckDB table per published table, kept equal to it row for row, with
  * exactly-once delivery — every batch is applied in one DuckDB transaction together with the
  * position it reaches, so a crash at any instant leaves the file at a transaction boundary that
- * the pipeline resumes from. (The rows that scattered updates and deletes replace in a big table
- * may go just before, in transactions of their own: see `delete-ahead.ts`.)
+ * the pipeline resumes from. (Scattered deletes and in-place updates of a big table may go just
+ * before, in transactions of their own: see `apply-ahead.ts`.)
  *
  * Transactions, as the `Sink` contract asks:
  * - `beginCopy` clears the table and its copied flag in a transaction that the first load of rows
@@ -38,12 +38,19 @@ import type {
   TableSchema,
 } from 'pg-replicate';
 import { maxLsn, PgReplicateError, tableKey } from 'pg-replicate';
-import { ChangeApplier, ResumedCopyIncompleteError, type StagedChanges } from './change-applier.js';
+import { ChangeApplier } from './change-applier.js';
 import { type ChangelogMode, changelogName } from './changelog.js';
 import { CopyWriter } from './copy-writer.js';
-import { DuckDbDatabase, isOutOfMemory, sizeInBytes, smallerSize } from './duckdb-database.js';
+import {
+  DuckDbDatabase,
+  isOutOfMemory,
+  ROW_GROUP_SIZE,
+  sizeInBytes,
+  smallerSize,
+} from './duckdb-database.js';
 import { qualified } from './sql.js';
 import { StageFilePool } from './stage-file.js';
+import { ResumedCopyIncompleteError, type StagedChanges } from './staged-changes.js';
 import { StateStore } from './state-store.js';
 import { TableCatalog } from './table-catalog.js';
 import { checkIdentity, identityNames } from './table-plan.js';
@@ -81,11 +88,11 @@ export interface DuckDbSinkOptions {
    */
   copyMemoryLimit?: string;
   /**
-   * What the deletes of one DuckDB transaction may make DuckDB hold, at most (default: an eighth
-   * of `memoryLimit`). DuckDB keeps version data for each row group a delete touches until it
-   * checkpoints, so the rows that a transaction's updates and deletes replace, when they could make
-   * it hold more (scattered rows of a big table), are deleted ahead of it, a few row groups per
-   * DuckDB transaction (see "Scattered updates over big tables" in the README).
+   * What the deletes and in-place updates of one DuckDB transaction may make DuckDB hold, at most
+   * (default: an eighth of `memoryLimit`). DuckDB keeps version data for each row group a delete
+   * touches, and undo data for each vector and column an update touches, until it checkpoints; so
+   * when a transaction's could hold more (scattered rows of a big table), they go ahead of it, a
+   * few row groups per DuckDB transaction (see "Scattered updates over big tables" in the README).
    */
   deleteMemory?: string;
   /** Directory for staging files (default: the OS temp directory). */
@@ -95,7 +102,7 @@ export interface DuckDbSinkOptions {
 const STAGING_PREFIX = 'pg-replicate-duckdb-';
 const MEMORY_LIMIT = '256MB';
 const COPY_MEMORY_LIMIT = '64MB';
-/** A share of `memoryLimit`: what deletes in one transaction may make DuckDB hold (see `delete-ahead.ts`). */
+/** A share of `memoryLimit`: what deletes and updates in one transaction may make DuckDB hold (see `apply-ahead.ts`). */
 const DELETE_AHEAD_SHARE = 8;
 /** The same when `memoryLimit` is not a plain size (a percentage of RAM). */
 const DEFAULT_DELETE_AHEAD_BUDGET = 32 * 1024 * 1024;
@@ -368,7 +375,7 @@ export class DuckDbSink implements Sink {
       const plan = await catalog.plan(table);
       const keyColumns = identityNames(table, plan.identity);
       await db.begin();
-      // What the copy's rows were written in (see `ChangeApplier.deleteAhead`).
+      // What the copy's rows were written in (see `apply-ahead.ts`).
       const rowGroupSize = db.rowGroupSize;
       await state.recordCopy(table, {
         copied: { done: true, snapshotLsn, keyColumns },
@@ -447,9 +454,20 @@ export class DuckDbSink implements Sink {
         this.#heldBack = [];
         if (staged !== null) parts.push(staged);
         staged = null;
+        // No more rows per group than any table's copy wrote: a checkpoint re-chunks a table's
+        // row groups to the size the file is attached with, rewriting all their columns. A 1M-row
+        // table of ~2.6 KB rows, copied in groups of 4,096 and streamed into under 16,384: its
+        // first checkpoints took 4–6 s and peaked at 1 GB RSS (in DuckDB alone, under a 256 MB
+        // limit); under 4,096, 23 ms and 95 MB. Narrow tables append in smaller groups for it.
+        if (!db.inTransaction)
+          await db.useRowGroupSize(
+            applier.smallestRowGroupSize(ROW_GROUP_SIZE),
+            'streaming changes',
+            this.#memoryLimit(),
+          );
         await this.#configureForChanges(insertsOnly && parts.length <= 1, commit !== undefined);
         if (!db.inTransaction && parts.length > 0)
-          await applier.deleteAhead(parts, this.#deleteAheadBudget(), this.#copyMemoryLimit());
+          await applier.applyAhead(parts, this.#aheadBudget(), this.#copyMemoryLimit());
         await db.begin();
         while (parts.length > 0) await applier.applyStaged(parts.shift()!);
         if (events !== null) await applier.apply(events);
@@ -491,12 +509,12 @@ export class DuckDbSink implements Sink {
 
   /**
    * Whether to hold back a part of a transaction that arrives in parts, not applied until the
-   * transaction's last part comes: then the rows all its parts delete or replace can be deleted
-   * ahead, outside its DuckDB transaction (see `ChangeApplier.deleteAhead`) — a part applied
-   * at once leaves the transaction open, and every later delete in it holds version data for each
-   * row group it touches. Only when the part deletes something, no DuckDB transaction is open, and
+   * transaction's last part comes: then what all its parts delete or update in place can go ahead,
+   * outside its DuckDB transaction (see `apply-ahead.ts`) — a part applied at once leaves the
+   * transaction open, and every later delete or update in it holds what it touches until the
+   * commit. Only when the part deletes or updates something, no DuckDB transaction is open, and
    * for up to `HELD_BACK_PARTS` parts and `HELD_BACK_FILES` staging files (they wait on disk);
-   * beyond, the parts held are applied as they would have been, deleted ahead, and the rest of the
+   * beyond, the parts held are applied as they would have been, partly ahead, and the rest of the
    * transaction as it comes.
    */
   #holdsBack(staged: StagedChanges): boolean {
@@ -504,11 +522,11 @@ export class DuckDbSink implements Sink {
     if (db.inTransaction || this.#heldBack.length + 1 >= HELD_BACK_PARTS) return false;
     let files = staged.steps.length;
     for (const part of this.#heldBack) files += part.steps.length;
-    return files <= HELD_BACK_FILES && (this.#heldBack.length > 0 || staged.deletes);
+    return files <= HELD_BACK_FILES && (this.#heldBack.length > 0 || staged.touchesRows);
   }
 
-  /** Bytes of version data one transaction of deletes may make DuckDB hold (see `delete-ahead.ts`). */
-  #deleteAheadBudget(): number {
+  /** Bytes one transaction's deletes and updates may make DuckDB hold (see `apply-ahead.ts`). */
+  #aheadBudget(): number {
     if (this.#options.deleteMemory !== undefined) return sizeInBytes(this.#options.deleteMemory);
     const limit = sizeInBytes(this.#memoryLimit());
     return Number.isFinite(limit) ? limit / DELETE_AHEAD_SHARE : DEFAULT_DELETE_AHEAD_BUDGET;

@@ -144,9 +144,17 @@ export class CountingSink implements Sink {
   }
 }
 
-/** Chunks deleted ahead and the rows they deleted, per table, from the statements the sink runs. */
-export function watchChunks(): Map<string, { chunks: number; rows: number }> {
-  const tables = new Map<string, { chunks: number; rows: number }>();
+/** What went ahead of transactions, per table: ranges, rows deleted and updated in them. */
+export interface AheadSeen {
+  chunks: number;
+  rows: number;
+  updated: number;
+}
+
+/** Watches what went ahead of transactions (see `src/apply-ahead.ts`) in the statements the sink runs. */
+export function watchChunks(): Map<string, AheadSeen> {
+  const tables = new Map<string, AheadSeen>();
+  const lastFrom = new Map<string, string>();
   const rows = DuckDbDatabase.prototype.rows;
   vi.spyOn(DuckDbDatabase.prototype, 'rows').mockImplementation(async function (
     this: DuckDbDatabase,
@@ -154,11 +162,17 @@ export function watchChunks(): Map<string, { chunks: number; rows: number }> {
     what,
   ) {
     const result = await rows.call(this, sql, what);
-    const table =
-      /^DELETE FROM (\S+) USING \(SELECT DISTINCT \* FROM temp\.main\._pg_replicate_doomed\)/.exec(sql)?.[1];
-    if (table !== undefined) {
-      const seen = tables.get(table) ?? { chunks: 0, rows: 0 };
-      tables.set(table, { chunks: seen.chunks + 1, rows: seen.rows + Number(result[0]?.['Count']) });
+    const table = /^applying ahead .* of (\S+) in a transaction$/.exec(what)?.[1];
+    const from = /\.rowid >= (\d+)/.exec(sql)?.[1];
+    if (table !== undefined && from !== undefined) {
+      const seen = tables.get(table) ?? { chunks: 0, rows: 0, updated: 0 };
+      // Ranges follow one another from the end: each begins where the one before did not.
+      if (lastFrom.get(table) !== from) seen.chunks++;
+      lastFrom.set(table, from);
+      const count = Number(result[0]?.['Count']);
+      if (sql.startsWith('DELETE')) seen.rows += count;
+      else seen.updated += count;
+      tables.set(table, seen);
     }
     return result as never;
   });

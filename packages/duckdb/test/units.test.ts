@@ -10,9 +10,9 @@ import { describe, expect, it } from 'vitest';
 import type { RowChangeEvent, RowData, TableSchema, TransactionInfo } from '../../pg-replicate/src/index.js';
 import { unescapeCopyText } from '../../pg-replicate/src/row.js';
 import { TypeRegistry } from '../../pg-replicate/src/types/type-registry.js';
+import { chunkRanges, updateBytes, versionBytes } from '../src/apply-ahead.js';
 import { splitArrayText } from '../src/array-text.js';
 import { ChangeCollapser, type KeyedEntry } from '../src/change-collapser.js';
-import { chunkRanges, versionBytes } from '../src/delete-ahead.js';
 import { rowGroupSizeFor, smallerSize } from '../src/duckdb-database.js';
 import { escapeCopyText, StageFile } from '../src/stage-file.js';
 import { rowIdentity } from '../src/table-plan.js';
@@ -235,6 +235,23 @@ describe('ChangeCollapser', () => {
     expect(rowOf(six)).toEqual(['6', 'd', null]);
   });
 
+  it("marks the keys whose first change read DuckDB's row (what may never go ahead of it)", () => {
+    const entries = collapse([
+      update(['1', 'a', undefined]), // in place: reads row 1
+      remove('1'),
+      update(['2', 'b', 'y']), // every value: row 2 is replaced unread
+      update(['2', 'c', undefined]),
+      update(['4', 'd', undefined], '3'), // 3 → 4: reads row 3
+      update(['5', 'e', undefined], '4'), // 4 → 5: 4 was the run's own
+      remove('6'),
+      insert(['6', 'f', 'z']),
+      update(['6', 'g', undefined]),
+    ]);
+    const reads = Object.fromEntries([...entries].map(([key, entry]) => [key, entry.readsExisting]));
+    expect(reads).toEqual({ '1': true, '2': false, '3': true, '4': false, '5': false, '6': false });
+    expect(entries.get('1')).toMatchObject({ deleteExisting: true, row: null });
+  });
+
   it('counts whole rows under REPLICA IDENTITY FULL without a key', () => {
     const full = table('full', []);
     const collapser = new ChangeCollapser(rowIdentity(full));
@@ -344,7 +361,7 @@ describe('smallerSize', () => {
   });
 });
 
-describe('delete-ahead chunks', () => {
+describe('chunks applied ahead', () => {
   it('holds 256 KiB of version data per 16 vectors of a row group', () => {
     expect(versionBytes(2048)).toBe(256 * 1024);
     expect(versionBytes(32_768)).toBe(256 * 1024);
@@ -352,22 +369,33 @@ describe('delete-ahead chunks', () => {
     expect(versionBytes(122_880)).toBe(1024 * 1024);
   });
 
+  it('holds undo data per vector and column an in-place update touches', () => {
+    expect(updateBytes(1, 7)).toBe(7 * 128 * 1024);
+    expect(updateBytes(2048, 2)).toBe(2 * 128 * 1024);
+    expect(updateBytes(65_536, 1)).toBe(32 * 128 * 1024);
+  });
+
   it('cuts a table into ranges of whole row groups within the budget, the last one open-ended', () => {
     const mib = 1024 * 1024;
     // 10M rows in groups of 65,536 (512 KiB each): 64 groups per 32 MiB.
-    expect(chunkRanges(10_000_000, 65_536, 32 * mib)).toEqual([
+    expect(chunkRanges(10_000_000, 65_536, versionBytes(65_536), 32 * mib)).toEqual([
       [0, 4_194_304],
       [4_194_304, 8_388_608],
       [8_388_608, null],
     ]);
     // A table that fits the budget whole needs no chunks.
-    expect(chunkRanges(4_194_304, 65_536, 32 * mib)).toBeNull();
-    expect(chunkRanges(0, 65_536, 32 * mib)).toBeNull();
+    expect(chunkRanges(4_194_304, 65_536, versionBytes(65_536), 32 * mib)).toBeNull();
+    expect(chunkRanges(0, 65_536, versionBytes(65_536), 32 * mib)).toBeNull();
     // A row group larger than the budget is a range of its own.
-    expect(chunkRanges(300_000, 122_880, 512 * 1024)).toEqual([
+    expect(chunkRanges(300_000, 122_880, versionBytes(122_880), 512 * 1024)).toEqual([
       [0, 122_880],
       [122_880, 245_760],
       [245_760, null],
+    ]);
+    // Deletes and updates of 7 columns in groups of 2,048 rows: 1,152 KiB per group, 28 per 32 MiB.
+    expect(chunkRanges(100_000, 2048, versionBytes(2048) + updateBytes(2048, 7), 32 * mib)).toEqual([
+      [0, 57_344],
+      [57_344, null],
     ]);
   });
 });

@@ -152,7 +152,7 @@ export function buildProgram(handler: CommandHandler): Command {
     )
     .option(
       '--duckdb-delete-memory <size>',
-      'duckdb: what the deletes of one DuckDB transaction may hold; updates and deletes that could hold more are deleted ahead of their transaction, a few row groups at a time (default: an eighth of --duckdb-memory-limit)',
+      'duckdb: what the deletes and in-place updates of one DuckDB transaction may hold; those that could hold more go ahead of their transaction, a few row groups at a time (default: an eighth of --duckdb-memory-limit)',
       duckDbSize('--duckdb-delete-memory'),
     )
     .option('--bq-project <id>', 'bigquery: Google Cloud project of the dataset')

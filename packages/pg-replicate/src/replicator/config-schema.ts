@@ -134,7 +134,7 @@ const duckDbSinkSchema = z.strictObject({
   deleteMemory: duckDbSize()
     .optional()
     .describe(
-      'duckdb: what the deletes of one DuckDB transaction may hold; updates and deletes that could hold more are deleted ahead of their transaction, a few row groups at a time (default: an eighth of `memoryLimit`).',
+      'duckdb: what the deletes and in-place updates of one DuckDB transaction may hold; those that could hold more go ahead of their transaction, a few row groups at a time (default: an eighth of `memoryLimit`).',
     ),
 });
 

@@ -1,8 +1,9 @@
 /**
- * Deleting ahead (see `src/delete-ahead.ts`): the rows a transaction's updates and deletes replace
- * go first, a few row groups per DuckDB transaction, when one delete could hold more version data
- * than `deleteMemory`. Tables end equal to Postgres whichever way their rows went; a transaction
- * that fails after its rows were deleted ahead leaves them deleted until it comes again.
+ * Applying ahead (see `src/apply-ahead.ts`): the rows a transaction's updates and deletes replace,
+ * and the rows it only updates in place, go first, a few row groups per DuckDB transaction, when
+ * one statement could hold more than `deleteMemory`. Tables end equal to Postgres whichever way
+ * their rows went; a transaction that fails after that leaves them so until it comes again —
+ * then in batches cut anywhere else.
  */
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -40,7 +41,7 @@ const ROWS = 300_000;
 /** Incompressible text, stored out of line (TOAST): ~3.2 KB. */
 const BIG = `(SELECT string_agg(md5(random()::text || g::text), '') FROM generate_series(1, 100) g)`;
 
-describe('deleting ahead', () => {
+describe('applying ahead', () => {
   it('deletes ahead, in chunks, the rows scattered updates and deletes replace, also for transactions in parts', async () => {
     await db.sql(`
       CREATE TABLE narrow (id bigint PRIMARY KEY, n int, t text, amount numeric(10,2));
@@ -72,8 +73,8 @@ describe('deleting ahead', () => {
       -- In parts (500 changes per batch; 3,697 changes: 7 parts held back and the last batch):
       -- 1,500 updates, 5 key updates, new rows updated and deleted, 300 deletes, 600 updates of
       -- narrow — and in docs, rows updated around their TOAST values, in place or under a new key,
-      -- then some of them deleted in a later part: their values are read from DuckDB, so docs
-      -- is never deleted ahead.
+      -- then some of them deleted in a later part: rows whose first change reads them are never
+      -- deleted ahead, and only rows that nothing but in-place updates change are updated ahead.
       BEGIN;
       UPDATE narrow SET t = t || '!' WHERE id % 200 = 1;
       UPDATE docs SET n = n + 1 WHERE id % 14 = 0;
@@ -94,8 +95,11 @@ describe('deleting ahead', () => {
     expect(sink.partialBatches).toBeGreaterThanOrEqual(14);
     // 300,000 rows in groups of 65,536: 5 chunks for each of the three transactions, deleting
     // 2,300 rows, then 2,405 (every part held back), then 4,000 (the first 8 parts of 12).
-    expect(chunks.get('"public"."narrow"')).toEqual({ chunks: 15, rows: 2300 + 2405 + 4000 });
-    expect(chunks.get('"public"."docs"')).toBeUndefined();
+    expect(chunks.get('"public"."narrow"')).toEqual({ chunks: 15, rows: 2300 + 2405 + 4000, updated: 0 });
+    // 12,000 rows of docs in 6 groups of 2,048, one column updated in place: 2 ranges of 4 groups.
+    // Only the 429 rows updated in place and never deleted go ahead (updated); the 428 deleted
+    // later were read first, and the two moved to a new key are read for their TOAST values.
+    expect(chunks.get('"public"."docs"')).toEqual({ chunks: 2, rows: 0, updated: 429 });
     await expectEqualTables(db, path, ['public.narrow', 'public.docs']);
   });
 
@@ -137,26 +141,85 @@ describe('deleting ahead', () => {
     const [{ doomed }] = (await db.sql<{ doomed: string }>(`SELECT count(*) AS doomed FROM doomed`)) as [
       { doomed: string },
     ];
-    const failing = replicate(db, {
-      publication: 'pub_fails',
-      slot: 'slot_fails',
-      sink: options,
-      batchMaxRows: 1000,
-    });
-    await expect(failing).rejects.toMatchObject({
-      code: 'SINK_ERROR',
-      message: expect.stringMatching(/column "amount" of "public"."fails" .*NaN/),
-    });
+    await expectNaNFailure(
+      replicate(db, { publication: 'pub_fails', slot: 'slot_fails', sink: options, batchMaxRows: 1000 }),
+      'fails',
+    );
     // The rows went ahead of the transaction that failed: gone, and the position is still before it.
     const [left] = await queryDuckDb(path, 'SELECT count(*)::INT AS n FROM public.fails');
     expect(left?.['n']).toBe(ROWS - Number(doomed));
 
-    const duck = await DuckDBInstance.create(path);
-    const connection = await duck.connect();
-    await connection.run('ALTER TABLE public.fails ALTER COLUMN amount TYPE VARCHAR');
-    connection.closeSync();
-    duck.closeSync();
+    await amountAsText(path, 'fails');
     await replicate(db, { publication: 'pub_fails', slot: 'slot_fails', sink: options });
     await expectEqualTables(db, path, ['public.fails']);
   });
+
+  it('applies a failed transaction again over what went ahead, in other batches', async () => {
+    await db.sql(`
+      CREATE TABLE notes (id int PRIMARY KEY, n int, body text);
+      ALTER TABLE notes ALTER COLUMN body SET STORAGE EXTERNAL;
+      INSERT INTO notes SELECT g, 0, ${BIG} FROM generate_series(1, 12000) g;
+      CREATE TABLE pruned (id int PRIMARY KEY, n int, body text);
+      ALTER TABLE pruned ALTER COLUMN body SET STORAGE EXTERNAL;
+      INSERT INTO pruned SELECT g, 0, ${BIG} FROM generate_series(1, 12000) g;
+      CREATE TABLE amounts (id int PRIMARY KEY, amount numeric(10,2));
+      INSERT INTO amounts VALUES (1, 1);
+      CREATE PUBLICATION pub_again FOR TABLE notes, pruned, amounts;`);
+    const path = join(scratch.dir, 'again.duckdb');
+    const options: DuckDbSinkOptions = { path, deleteMemory: DELETE_MEMORY };
+    await replicate(db, { publication: 'pub_again', slot: 'slot_again', sink: options });
+    await db.sql(`
+      BEGIN;
+      UPDATE notes SET n = n + 1 WHERE id % 10 = 0;
+      UPDATE pruned SET n = n + 1 WHERE id % 10 = 0;
+      COMMIT;
+      BEGIN;
+      DELETE FROM notes WHERE id % 20 = 0;                        -- read first by the update before
+      DELETE FROM pruned WHERE id % 10 = 0;                       -- all of pruned's, likewise
+      UPDATE notes SET n = n + 1, body = 'short' WHERE id % 10 = 5; -- replaced unread
+      DELETE FROM notes WHERE id % 10 = 7;                        -- deleted unread
+      UPDATE notes SET n = n + 2 WHERE id % 10 = 5;               -- in place over the row just written
+      UPDATE notes SET n = n + 5 WHERE id % 20 = 10;              -- in place a second time
+      UPDATE notes SET id = -id WHERE id % 10 = 3;                -- moved, TOAST values read
+      COMMIT;
+      UPDATE amounts SET amount = 'NaN';`);
+    // All three transactions in one batch: the collapsed batch deletes pruned's rows and notes'
+    // id % 20 = 0, whose first changes read them — if they went ahead, the same transactions cut
+    // into other batches would find them missing.
+    const chunks = watchChunks();
+    await expectNaNFailure(
+      replicate(db, { publication: 'pub_again', slot: 'slot_again', sink: options, batchMaxDelayMs: 60_000 }),
+      'amounts',
+    );
+    // Deletes and an update of one column: 384 KiB per group of 2,048, so one group per range.
+    expect(chunks.get('"public"."notes"')).toEqual({ chunks: 6, rows: 2400, updated: 600 });
+    expect(chunks.get('"public"."pruned"')).toBeUndefined();
+    const [ahead] = await queryDuckDb(
+      path,
+      `SELECT count(*)::INT AS n, count(*) FILTER (WHERE n = 6)::INT AS updated FROM public.notes`,
+    );
+    expect(ahead).toEqual({ n: 12000 - 2400, updated: 600 });
+
+    await amountAsText(path, 'amounts');
+    // Now the first transaction alone, in parts, then the second.
+    await replicate(db, { publication: 'pub_again', slot: 'slot_again', sink: options, batchMaxRows: 500 });
+    await expectEqualTables(db, path, ['public.notes', 'public.pruned', 'public.amounts']);
+  });
 });
+
+/** The batch fails on the NaN written to `table`.amount, which DuckDB's DECIMAL cannot hold. */
+async function expectNaNFailure(run: Promise<unknown>, table: string): Promise<void> {
+  await expect(run).rejects.toMatchObject({
+    code: 'SINK_ERROR',
+    message: expect.stringMatching(new RegExp(`column "amount" of "public"."${table}" .*NaN`)),
+  });
+}
+
+/** Makes `table`.amount VARCHAR in DuckDB, as the error's hint says: the NaN fits then. */
+async function amountAsText(path: string, table: string): Promise<void> {
+  const duck = await DuckDBInstance.create(path);
+  const connection = await duck.connect();
+  await connection.run(`ALTER TABLE public.${table} ALTER COLUMN amount TYPE VARCHAR`);
+  connection.closeSync();
+  duck.closeSync();
+}
