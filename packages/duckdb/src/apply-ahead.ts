@@ -5,12 +5,13 @@
  * can run while the transaction is open (upstream duckdb/duckdb#19392):
  * - a `DELETE` holds version data for every row group it touches, a 256 KiB block per 16 vectors
  *   of 2,048 rows: 11,000 scattered deletes over 30M rows touch all 458 row groups, ~190 MB;
- * - an in-place `UPDATE` holds undo data for every vector and column it touches: 10,000 scattered
- *   updates of 7 columns beside a TOASTed one, over 1M rows, held ~200 MB (RSS 550 MB).
+ * - an in-place `UPDATE` holds undo data for every vector and column it touches (~300 KiB each, by
+ *   RSS): 10,000 scattered updates of 7 columns beside a TOASTed one, over 1M rows, ~200 MB.
  * Both are more than the sink's memory limit leaves. So those changes go first, in `rowid` ranges
  * of a few row groups, each range committed and checkpointed (which releases what it held): in
  * DuckDB alone, the delete over 30M rows peaked at 178 MB instead of 339 in 8 chunks (2.2× the
- * time), the updates over 1M rows at 329 MB instead of 547 in 8 chunks (and faster).
+ * time); in the sink, 20 transactions of those updates peaked at 324 MB instead of 465 (3× the
+ * time: a range is ~0.2 s).
  *
  * The file is then between two transactions for a moment, but nothing is lost: the position it
  * records still comes before the transaction, so after a crash Postgres sends it again, and
@@ -19,10 +20,12 @@
  *   not read it (it deletes the row or replaces every value): a replay that splits the changes
  *   into other batches still starts with that change;
  * - a key's row is updated ahead only when every change of the key in the transaction is an
- *   in-place update (same key, some values unchanged): replayed, each sets what it set before,
- *   in the same order, and nothing else reads the row meanwhile.
+ *   in-place update (same key, some values unchanged), all collapsed into one batch: replayed,
+ *   they set what they set before, in the same order, and nothing else reads the row meanwhile
+ *   (if a longer replay adds another change of the key, that row is there, updated, to find).
  * Ranges go from the end of the table to its start: a checkpoint may vacuum an emptied row group
- * and move every later row down, so a row not reached yet can only move into a range still to come.
+ * and move every later row down, so a row not reached yet can only move into a range still to come
+ * (and a row DuckDB updates by a delete and an insert lands in the last range, already done).
  */
 import { countConverting, runConverting } from './conversion-errors.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
@@ -47,8 +50,11 @@ const VERSION_BLOCK_BYTES = 256 * 1024;
 const ROWS_PER_VERSION_BLOCK = 16 * 2048;
 const VECTOR_ROWS = 2048;
 /**
- * What an in-place update makes DuckDB hold per vector and column it touches: its accounting
- * says ~270 KiB; RSS grows by less (measured 75–100 KiB for one or two columns of 488 vectors).
+ * What an in-place update makes DuckDB hold per vector and column it touches, as ranges are sized:
+ * DuckDB's accounting says ~270 KiB, and a range's `UPDATE` of 7 columns in 32 vectors raised RSS
+ * by ~70 MB; but ranges half as large were no lower at the peak (checkpoints that merge row groups
+ * set it) and took twice as long (32 MB: 338 MB in 17.9 s for 6 transactions; 16 MB: 327 MB in
+ * 32.2 s; 64 MB: 383 MB in 14.1 s).
  */
 const UPDATE_BYTES_PER_VECTOR_COLUMN = 128 * 1024;
 

@@ -8,11 +8,12 @@
  *   rows needing unchanged TOAST values  → UPDATE … FROM the staged rows, setting the other columns
  *     (when the key did not change)          (one statement per set of unchanged columns)
  *   … and whose key changed              → materialized, joined to their origin row in DuckDB
- *   keys whose old row may exist         → DELETE … USING the staged keys (in big tables, most of
- *                                          it ahead of the transaction: `delete-ahead.ts`)
+ *   keys whose old row may exist         → DELETE … USING the staged keys
  *   final rows                           → INSERT … SELECT the staged rows
  *
- * so a batch of 10 000 changes costs a few statements, not 10 000.
+ * so a batch of 10 000 changes costs a few statements, not 10 000. (In big tables, most of those
+ * updates and deletes may have gone ahead of the transaction: see `apply-ahead.ts`; the staging
+ * file's layout is in `staged-changes.ts`.)
  *
  * Staging (collapse, files) needs no DuckDB, so a batch without cuts is staged in one go by
  * {@link ChangeApplier.stage} — on the main thread, while DuckDB may still be applying the batch
