@@ -39,11 +39,11 @@ import {
   keyFlagged,
   keyMatch,
   missingOrigin,
+  rowKeyMatch,
   type StagedChanges,
   stagedKeys,
 } from './staged-changes.js';
 import type { TablePlan } from './table-plan.js';
-import { fromStaged } from './type-mapping.js';
 
 /** DuckDB's block of version data: 16 vectors of 2,048 rows. */
 const VERSION_BLOCK_BYTES = 256 * 1024;
@@ -145,7 +145,7 @@ export async function applyAhead(
     if (ahead === null) continue;
     created.push(keys);
     entry.parts.forEach((part, p) => {
-      part.ahead.set(entry.steps[p]!.plan.key, ahead(p));
+      part.ahead.set(entry.steps[p]!, ahead(p));
     });
   }
   return created;
@@ -291,7 +291,9 @@ class TableAhead {
   /** Deletes and updates the range's rows in a transaction of their own; returns the rows updated. */
   async #applyRange(from: number, to: number | null, counts: KeyCounts): Promise<number> {
     const { target } = this.#plan;
-    const range = `${target}.rowid >= ${from}${to === null ? '' : ` AND ${target}.rowid < ${to}`}`;
+    const within = (row: string) =>
+      `${row}.rowid >= ${from}${to === null ? '' : ` AND ${row}.rowid < ${to}`}`;
+    const range = within(target);
     const keys = this.#keyColumns.map((_, j) => `k${j}`).join(', ');
     let changed = 0;
     let updated = 0;
@@ -307,14 +309,8 @@ class TableAhead {
     // Only the staged rows whose row is in the range: joined whole to the table (a hash table of
     // every staged row, as wide as the table), 10,000 staged rows took ~100 MB per statement
     // whatever the range; these ~650 of them (1/16 of 1M rows), ~30 MB.
-    const inRange = this.#keyColumns
-      .map(
-        (column) =>
-          `t.${this.#plan.columns[column]!.sql} = ${fromStaged(this.#plan.columns[column]!.mapping, `s.c${column}`)}`,
-      )
-      .join(' AND ');
     const flagged = ` AND ${keyFlagged(this.#keys, 'updated', this.#plan, this.#keyColumns)}
-      AND EXISTS (SELECT 1 FROM ${target} AS t WHERE ${inRange} AND t.rowid >= ${from}${to === null ? '' : ` AND t.rowid < ${to}`})`;
+      AND EXISTS (SELECT 1 FROM ${target} AS t WHERE ${rowKeyMatch(this.#plan, this.#keyColumns, 't')} AND ${within('t')})`;
     for (const { part, mask } of counts.updated) {
       const step = this.#steps[part]!;
       const read = step.file.readSql(keyedStagedNames(step.plan, step.keyColumns));

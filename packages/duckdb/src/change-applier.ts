@@ -126,7 +126,7 @@ export class ChangeApplier {
   async applyStaged(staged: StagedChanges): Promise<void> {
     try {
       for (const step of staged.steps) {
-        if (step.kind === 'keyed') await this.#applyKeyed(step, staged.ahead.get(step.plan.key));
+        if (step.kind === 'keyed') await this.#applyKeyed(step, staged.ahead.get(step));
         else if (step.kind === 'counted') await this.#applyCounted(step);
         else if (step.kind === 'append') await this.#applyInserts(step.plan, step.file);
         else await this.#writeChangelog(step.plan, step.file);

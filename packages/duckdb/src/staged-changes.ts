@@ -63,8 +63,8 @@ export interface AppliedAhead {
 
 /** Row changes collapsed and written to staging files: only the SQL is left to run. */
 export class StagedChanges {
-  /** By table key: what of this batch went ahead of its transaction. */
-  readonly ahead = new Map<string, AppliedAhead>();
+  /** By step: what of it went ahead of its transaction. */
+  readonly ahead = new Map<Step, AppliedAhead>();
 
   constructor(readonly steps: readonly Step[]) {}
 
@@ -107,6 +107,16 @@ function stagedKeyMatch(plan: TablePlan, keyColumns: readonly number[], alias: s
     .join(' AND ');
 }
 
+/** The key columns of the table's row `row` (an alias, or the table) equal to the staged row's (`s`). */
+export function rowKeyMatch(plan: TablePlan, keyColumns: readonly number[], row: string): string {
+  return keyColumns
+    .map(
+      (column) =>
+        `${row}.${plan.columns[column]!.sql} = ${fromStaged(plan.columns[column]!.mapping, `s.c${column}`)}`,
+    )
+    .join(' AND ');
+}
+
 /** Whether the staged row's (`s`) key has `flag` set in a key list of what went ahead (`keys`). */
 export function keyFlagged(
   keys: string,
@@ -131,9 +141,7 @@ export function inPlaceUpdateSql(
   where = '',
 ): string {
   const convert = (column: number) => fromStaged(plan.columns[column]!.mapping, `s.c${column}`);
-  const match = keyColumns
-    .map((column) => `${plan.target}.${plan.columns[column]!.sql} = ${convert(column)}`)
-    .join(' AND ');
+  const match = rowKeyMatch(plan, keyColumns, plan.target);
   const sets = plan.columns
     .map((column, i) => ({ column, i }))
     .filter(({ i }) => mask[i] === '0' && !keyColumns.includes(i))
