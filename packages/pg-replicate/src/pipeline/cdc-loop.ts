@@ -240,6 +240,9 @@ export class CdcLoop {
     if (!idle) return;
     await this.#settle();
     if (this.#serverPosition > (this.#durable ?? 0n)) {
+      // A commit whose changes all went out as parts may still wait for its batch: written after
+      // the advance, its older position would replace the newer one the slot is confirmed at.
+      await this.#flushCommitted();
       await this.#advance(this.#serverPosition);
     } else if (now - this.#lastProbe >= (this.#options.idleProbeMs ?? 250)) {
       // Ask for a keepalive now instead of waiting for the server's own (wal_sender_timeout / 2).
@@ -453,7 +456,7 @@ export class CdcLoop {
         addCounts(this.#partCounts, counts);
         return;
       }
-      this.#durable = lsn;
+      this.#durable = maxLsn(this.#durable ?? 0n, lsn);
       this.#stream.confirm(lsn);
       this.#record(counts, empty, lsn, commitTimes, transactions);
     });
