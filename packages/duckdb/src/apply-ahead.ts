@@ -163,6 +163,8 @@ class TableAhead {
   readonly #what: string;
   /** The most columns an in-place update of the table sets. */
   readonly #columns: number;
+  /** The key list's key columns: `k0, k1, …`. */
+  readonly #keyNames: string;
 
   constructor(db: DuckDbDatabase, steps: readonly KeyedStep[], options: AheadOptions, keys: string) {
     this.#db = db;
@@ -177,6 +179,7 @@ class TableAhead {
     for (const step of steps)
       for (const mask of step.inPlace.keys()) columns = Math.max(columns, columnsSet(mask, this.#keyColumns));
     this.#columns = columns;
+    this.#keyNames = this.#keyColumns.map((_, j) => `k${j}`).join(', ');
   }
 
   /** Null when nothing went ahead; else what did, for the table's step in each part. */
@@ -233,7 +236,7 @@ class TableAhead {
   async #classifyKeys(): Promise<KeyCounts> {
     const plan = this.#plan;
     const keyColumns = this.#keyColumns;
-    const keys = keyColumns.map((_, j) => `k${j}`).join(', ');
+    const keys = this.#keyNames;
     try {
       for (const [p, step] of this.#steps.entries()) {
         const read = step.file.readSql(keyedStagedNames(step.plan, step.keyColumns));
@@ -294,13 +297,12 @@ class TableAhead {
     const within = (row: string) =>
       `${row}.rowid >= ${from}${to === null ? '' : ` AND ${row}.rowid < ${to}`}`;
     const range = within(target);
-    const keys = this.#keyColumns.map((_, j) => `k${j}`).join(', ');
     let changed = 0;
     let updated = 0;
     await this.#db.begin();
     if (counts.deleted > 0) {
       const [deleted] = await this.#db.rows(
-        `DELETE FROM ${target} USING (SELECT ${keys} FROM temp.main.${this.#keys} WHERE deleted) AS d
+        `DELETE FROM ${target} USING (SELECT ${this.#keyNames} FROM temp.main.${this.#keys} WHERE deleted) AS d
           WHERE ${keyMatch(this.#plan, this.#keyColumns)} AND ${range}`,
         this.#what,
       );

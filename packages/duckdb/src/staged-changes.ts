@@ -93,11 +93,9 @@ export function stagedKeys(plan: TablePlan, keyColumns: readonly number[]): stri
     .join(', ');
 }
 
-/** The table's key columns equal to `alias.k0, alias.k1, …` (see {@link stagedKeys}). */
-export function keyMatch(plan: TablePlan, keyColumns: readonly number[], alias = 'd'): string {
-  return keyColumns
-    .map((column, j) => `${plan.target}.${plan.columns[column]!.sql} = ${alias}.k${j}`)
-    .join(' AND ');
+/** The table's key columns equal to `d.k0, d.k1, …` (see {@link stagedKeys}). */
+export function keyMatch(plan: TablePlan, keyColumns: readonly number[]): string {
+  return keyColumns.map((column, j) => `${plan.target}.${plan.columns[column]!.sql} = d.k${j}`).join(' AND ');
 }
 
 /** The staged row's (`s`) key equal to `alias.k0, alias.k1, …`. */

@@ -24,7 +24,7 @@ let db: TestDatabase;
 let scratch: ReturnType<typeof scratchDir>;
 
 beforeAll(async () => {
-  db = await freshDatabase('duckdb_delete_ahead');
+  db = await freshDatabase('duckdb_apply_ahead');
   scratch = scratchDir();
 });
 afterAll(async () => {
