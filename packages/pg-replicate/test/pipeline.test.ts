@@ -458,6 +458,45 @@ describe('Pipeline (both)', () => {
     expect(parseLsn(slot!.confirmed_flush_lsn) >= end).toBe(true);
   });
 
+  it('with unpublished tables changing all the time, an idle run still reaches its end, and a failed batch stops it', async () => {
+    await setup('t_noise', 1);
+    await db.sql('CREATE TABLE noise (id serial PRIMARY KEY, v text)');
+    // WAL from elsewhere, more often than the loop's idle probe: the stream is never quiet.
+    let writing = true;
+    const noise = (async () => {
+      while (writing) {
+        await db.sql(`INSERT INTO noise (v) VALUES ('x')`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      const sink = new MemorySink();
+      await pipeline('t_noise', sink, { endLsn: await currentLsn() }).run();
+      await db.sql(`INSERT INTO noise (v) SELECT 'y' FROM generate_series(1, 100)`);
+      const end = await currentLsn();
+      const started = Date.now();
+      await pipeline('t_noise', sink, { endLsn: end, mode: 'cdc' }).run();
+      expect(sink.durable.lastLsn! >= end).toBe(true);
+      expect(Date.now() - started).toBeLessThan(10_000);
+
+      const controller = new AbortController();
+      sink.failWhen = (call) => call === 'writeChanges';
+      const running = pipeline('t_noise', sink, { mode: 'cdc', signal: controller.signal }).run();
+      const timer = setTimeout(() => controller.abort(), 15_000);
+      await db.sql(`INSERT INTO t_noise VALUES (2, 'fails', 1, now(), NULL)`);
+      await expect(running).rejects.toThrow(/simulated sink failure/);
+      clearTimeout(timer);
+      expect(controller.signal.aborted).toBe(false);
+      sink.failWhen = null;
+      await pipeline('t_noise', sink, { endLsn: await currentLsn(), mode: 'cdc' }).run();
+      expect(sink.anomalies).toEqual([]);
+      expect(sink.rows('"public"."t_noise"')).toEqual(await pgRows('t_noise'));
+    } finally {
+      writing = false;
+      await noise;
+    }
+  });
+
   it('heartbeats keep the slot moving on an idle database, and a slot holding WAL is reported', async () => {
     await setup('t_heartbeat', 1);
     const sink = new MemorySink();

@@ -143,6 +143,7 @@ export class CdcLoop {
         next ??= this.#stream.next();
         const events = await this.#nextOrTimeout(next, this.#waitMs());
         if (this.#failure !== null) throw this.#failure;
+        if (this.#writeError !== null) throw this.#writeError.error;
         if (events === TIMEOUT) {
           await this.#onQuiet();
           continue;
@@ -153,10 +154,12 @@ export class CdcLoop {
             hint: 'check the server log; the pipeline resumes from the last durable position when restarted',
           });
         }
-        this.#lastActivity = performance.now();
         for (const event of events) {
+          // Keepalives are not activity: WAL written elsewhere brings one each time the server has
+          // read it, and counted as activity they kept the idle advance (and the checks) from running.
           if (event.type === 'keepalive') this.#serverPosition = maxLsn(this.#serverPosition, event.walEnd);
           else {
+            this.#lastActivity = performance.now();
             // Most messages (rows) need no waiting: awaiting them all cost a promise per row.
             const pending = this.#onMessage(event.message, event.lsn, event.size);
             if (pending !== undefined) await pending;
@@ -449,6 +452,8 @@ export class CdcLoop {
     const applied = this.#sink.writeChanges({ events, commit: lsn === null ? undefined : { lsn } });
     applied.catch((error: unknown) => {
       this.#writeError ??= { error };
+      // The loop may be reading, with no batch to write that would notice: stop it now.
+      this.#wakeUp?.();
     });
     const write = (previous === undefined ? applied : Promise.all([previous, applied])).then(() => {
       if (lsn === null) {
