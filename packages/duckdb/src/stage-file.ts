@@ -47,7 +47,10 @@ export function escapeCopyText(text: string): string {
   return NEEDS_ESCAPE.test(text) ? text.replace(ESCAPABLE, (char) => ESCAPES[char]!) : text;
 }
 
-/** One staging file, rewritten for every batch; written through a 1 MiB buffer. */
+/**
+ * One staging file, rewritten for every batch; written through a 1 MiB buffer that is only held
+ * while the batch is written (a transaction's parts wait staged on disk, up to 16 files of them).
+ */
 export class StageFile {
   readonly path: string;
   #fd: number | null = null;
@@ -55,7 +58,8 @@ export class StageFile {
   #position = 0;
   /** How long the file is: a batch shorter than the last one cuts off the rest at `flush`. */
   #fileLength = 0;
-  readonly #buffer = Buffer.allocUnsafe(CAPACITY);
+  /** Null between a {@link flush} and the next write. */
+  #buffer: Buffer | null = null;
   #used = 0;
   #fieldsInRow = 0;
   #lineBytes = 0;
@@ -124,7 +128,7 @@ export class StageFile {
     }
     // Checked and copied in one pass: most values are short, and a native copy per value costs
     // more than the loop (it was a fifth of a CDC run's main thread).
-    const target = this.#buffer;
+    const target = this.#buffer ?? this.#allocate();
     let at = this.#used;
     for (let i = start; i < end; i++) {
       const byte = buffer[i]!;
@@ -154,9 +158,13 @@ export class StageFile {
     this.rows++;
   }
 
-  /** Writes out what is buffered and cuts off what an earlier, longer batch left: DuckDB sees this batch. */
+  /**
+   * Writes out what is buffered and cuts off what an earlier, longer batch left: DuckDB sees this
+   * batch. The buffer goes too, until the next write.
+   */
   flush(): void {
     this.#drain();
+    this.#buffer = null;
     if (this.#fileLength > this.#position) {
       ftruncateSync(this.#fd!, this.#position);
       this.#fileLength = this.#position;
@@ -199,7 +207,7 @@ export class StageFile {
       }
       this.#drain();
     }
-    const written = this.#buffer.write(text, this.#used, 'utf8');
+    const written = (this.#buffer ?? this.#allocate()).write(text, this.#used, 'utf8');
     this.#used += written;
     this.#lineBytes += written;
     this.bytes += written;
@@ -222,23 +230,28 @@ export class StageFile {
         return;
       }
     }
-    buffer.copy(this.#buffer, this.#used, start, end);
+    buffer.copy(this.#buffer ?? this.#allocate(), this.#used, start, end);
     this.#used += length;
     this.bytes += length;
   }
 
   #byte(byte: number): void {
     if (this.#used === CAPACITY) this.#drain();
-    this.#buffer[this.#used++] = byte;
+    (this.#buffer ?? this.#allocate())[this.#used++] = byte;
     this.#lineBytes++;
     this.bytes++;
   }
 
   /** Writes the buffer out. */
   #drain(): void {
-    if (this.#used === 0) return;
+    if (this.#used === 0 || this.#buffer === null) return;
     this.#write(this.#buffer.subarray(0, this.#used));
     this.#used = 0;
+  }
+
+  #allocate(): Buffer {
+    this.#buffer = Buffer.allocUnsafe(CAPACITY);
+    return this.#buffer;
   }
 
   #write(bytes: Buffer): void {

@@ -156,6 +156,15 @@ describe('StageFile', () => {
       const big = 'y'.repeat(1000);
       expect(batch(2000, big).length).toBe(2000 * (big.length + 2) + 6890); // 6890 digits of 0…1999
       expect(batch(2, 'z')).toBe('0\tz\n1\tz\n');
+      // Written on after a flush (its buffer went with it): the batch goes on, nothing is lost.
+      stage.reset();
+      stage.plainField('a');
+      stage.endRow();
+      stage.flush();
+      stage.plainField('b');
+      stage.endRow();
+      stage.flush();
+      expect(readFileSync(path, 'utf8')).toBe('a\nb\n');
       // Between copies the file's space goes back (a copy's loads are 64 MB).
       batch(2000, big);
       stage.discard();
