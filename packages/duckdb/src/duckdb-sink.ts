@@ -291,6 +291,7 @@ export class DuckDbSink implements Sink {
       await db.configure({
         memoryLimit: resume === null ? this.#copyMemoryLimit() : this.#memoryLimit(),
         preserveInsertionOrder: false,
+        mergeRowGroups: false,
       });
       if (resume !== null) {
         // The plan as stored, with the chunks already done (the pipeline resumes exactly it).
@@ -546,14 +547,22 @@ export class DuckDbSink implements Sink {
     const { db, applier } = this.#require();
     if (db.inTransaction && insertsOnly) return; // goes on under the limit it began with
     if (!db.inTransaction && !lastPart && insertsOnly && !applier.replaying) {
-      const copyLimit = { memoryLimit: this.#copyMemoryLimit(), preserveInsertionOrder: true };
+      const copyLimit = {
+        memoryLimit: this.#copyMemoryLimit(),
+        preserveInsertionOrder: true,
+        mergeRowGroups: false,
+      };
       this.#bulkLoad = await db
         .configure(copyLimit)
         .then(() => true)
         .catch(() => false);
       if (this.#bulkLoad) return;
     }
-    await db.configure({ memoryLimit: this.#memoryLimit(), preserveInsertionOrder: true });
+    await db.configure({
+      memoryLimit: this.#memoryLimit(),
+      preserveInsertionOrder: true,
+      mergeRowGroups: true,
+    });
     this.#bulkLoad = false;
   }
 

@@ -406,6 +406,28 @@ describe('DuckDB sink', () => {
     }
   });
 
+  it('merges row groups at checkpoints only in phases that ask for it, and keeps the setting when a phase leaves it out', async () => {
+    const database = await DuckDbDatabase.open(join(scratch.dir, 'merge.duckdb'), { memoryLimit: '256MB' });
+    const vacuumTasks = async () => {
+      const [row] = await database.rows(
+        `SELECT current_setting('max_vacuum_tasks')::INT AS n`,
+        'reading the setting',
+      );
+      return row!['n'];
+    };
+    try {
+      expect(await vacuumTasks()).toBe(100);
+      await database.configure({ memoryLimit: '64MB', preserveInsertionOrder: false, mergeRowGroups: false });
+      expect(await vacuumTasks()).toBe(0);
+      await database.configure({ memoryLimit: '64MB', preserveInsertionOrder: true });
+      expect(await vacuumTasks()).toBe(0);
+      await database.configure({ memoryLimit: '256MB', preserveInsertionOrder: true, mergeRowGroups: true });
+      expect(await vacuumTasks()).toBe(100);
+    } finally {
+      await database.close();
+    }
+  });
+
   it('rolls back a transaction left open by a batch without commit when closed', async () => {
     const path = join(scratch.dir, 'open-tx.duckdb');
     const schema = twoColumnTable('opentx', 'v', 'text');
