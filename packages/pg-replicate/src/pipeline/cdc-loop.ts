@@ -154,12 +154,12 @@ export class CdcLoop {
             hint: 'check the server log; the pipeline resumes from the last durable position when restarted',
           });
         }
+        // Keepalives are not activity: WAL written elsewhere brings one each time the server has
+        // read it, and counted as activity they kept the idle advance (and the checks) from running.
+        if (events.some((event) => event.type !== 'keepalive')) this.#lastActivity = performance.now();
         for (const event of events) {
-          // Keepalives are not activity: WAL written elsewhere brings one each time the server has
-          // read it, and counted as activity they kept the idle advance (and the checks) from running.
           if (event.type === 'keepalive') this.#serverPosition = maxLsn(this.#serverPosition, event.walEnd);
           else {
-            this.#lastActivity = performance.now();
             // Most messages (rows) need no waiting: awaiting them all cost a promise per row.
             const pending = this.#onMessage(event.message, event.lsn, event.size);
             if (pending !== undefined) await pending;
