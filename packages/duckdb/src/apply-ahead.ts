@@ -90,8 +90,12 @@ export function chunkRanges(
 export interface AheadOptions {
   /** Bytes one statement may make DuckDB hold until a checkpoint. */
   readonly budget: number;
-  /** DuckDB's cache is cut down to this after each range (it keeps the columns a range scanned). */
-  readonly cacheLimit: string;
+  /**
+   * DuckDB's cache is cut down to this after each range (it keeps the columns a range scanned):
+   * `updates` where rows are updated in place (their undo data comes on top of the cache until the
+   * checkpoint), `deletes` where only deletes go ahead.
+   */
+  readonly cacheLimits: { readonly updates: string; readonly deletes: string };
   /** The rows per row group the table was written in. */
   readonly groupRows: (plan: TablePlan) => number;
   /** The name of the temp table listing the `n`-th table's keys (dropped by the caller). */
@@ -321,13 +325,15 @@ class TableAhead {
     }
     changed += updated;
     await this.#db.commit();
+    const { cacheLimits } = this.#options;
+    const cacheLimit = counts.updated.length > 0 ? cacheLimits.updates : cacheLimits.deletes;
     if (changed > 0) {
       // The blocks the statements read go first, so that the checkpoint's own memory comes on
       // top of less; the checkpoint releases what the range's row groups held (a commit does not).
-      await this.#db.releaseCache(this.#options.cacheLimit);
+      await this.#db.releaseCache(cacheLimit);
       await this.#db.run('CHECKPOINT', this.#what);
     }
-    await this.#db.releaseCache(this.#options.cacheLimit);
+    await this.#db.releaseCache(cacheLimit);
     return updated;
   }
 

@@ -28,7 +28,7 @@ import {
   type TruncateEvent,
   tableKey,
 } from 'pg-replicate';
-import { applyAhead } from './apply-ahead.js';
+import { type AheadOptions, applyAhead } from './apply-ahead.js';
 import { ChangeCollapser, MergedRow, type Texts, UnappliableChangeError } from './change-collapser.js';
 import { changelogInsertSql, changelogStagedNames, stageChangelog } from './changelog.js';
 import { countConverting, runConverting } from './conversion-errors.js';
@@ -140,15 +140,19 @@ export class ChangeApplier {
    * Applies ahead of their transaction, a few row groups per DuckDB transaction, what `parts` —
    * the staged batches of one Postgres transaction, in order — delete and update in place in
    * tables where one statement could hold more than `budget` bytes (see `apply-ahead.ts`); after
-   * each range DuckDB's cache is cut down to `cacheLimit`. Only between transactions.
+   * each range DuckDB's cache is cut down to one of `cacheLimits`. Only between transactions.
    */
-  async applyAhead(parts: readonly StagedChanges[], budget: number, cacheLimit: string): Promise<void> {
+  async applyAhead(
+    parts: readonly StagedChanges[],
+    budget: number,
+    cacheLimits: AheadOptions['cacheLimits'],
+  ): Promise<void> {
     // The key lists of the transaction before (read by its statements, which are done).
     for (const table of this.#aheadKeys.splice(0))
       await this.#db.run(`DROP TABLE IF EXISTS temp.main.${table}`, 'dropping a key list');
     const created = await applyAhead(this.#db, parts, {
       budget,
-      cacheLimit,
+      cacheLimits,
       groupRows: (plan) => this.#rowGroupSizes.get(plan.key) ?? this.#db.rowGroupSize,
       keysTable: (n) => `_pg_replicate_ahead_${n}`,
     });

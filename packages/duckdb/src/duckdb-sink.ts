@@ -103,14 +103,15 @@ const STAGING_PREFIX = 'pg-replicate-duckdb-';
 const MEMORY_LIMIT = '256MB';
 const COPY_MEMORY_LIMIT = '64MB';
 /**
- * What DuckDB may keep cached between the ranges a transaction's deletes and updates go ahead in
- * (see `apply-ahead.ts`): each range reads its rows again anyway. Against the copy's 64 MB, six
- * transactions of scattered updates around a TOASTed column over 1M rows peaked at 280–283 MB
- * instead of 331–333 (the base the ranges' updates and checkpoints start from, 185 instead of
- * 237 MB), in 20–22 s instead of 17–20. Where only deletes go ahead it costs more time: 30M
- * narrow rows, 51.9 s and 249 MB against 40.9 s and 264 MB (one run each).
+ * What DuckDB may keep cached between the ranges a transaction's in-place updates go ahead in
+ * (see `apply-ahead.ts`): each range reads its rows again anyway, and an update's undo data comes
+ * on top. Against the copy's 64 MB, six transactions of scattered updates around a TOASTed column
+ * over 1M rows peaked at 280–283 MB instead of 331–333 (the base the ranges' updates and
+ * checkpoints start from, 185 instead of 237 MB), in 20–22 s instead of 17–20. Ranges of deletes
+ * only keep the copy's limit: their version data is small, and 16 MB made each range read its rows
+ * again from disk (30M narrow rows: 51.9 s and 249 MB, against 45.7 s and 257 MB).
  */
-const AHEAD_CACHE_LIMIT = '16MB';
+const UPDATE_AHEAD_CACHE_LIMIT = '16MB';
 /** A share of `memoryLimit`: what deletes and updates in one transaction may make DuckDB hold (see `apply-ahead.ts`). */
 const DELETE_AHEAD_SHARE = 8;
 /** The same when `memoryLimit` is not a plain size (a percentage of RAM). */
@@ -477,11 +478,10 @@ export class DuckDbSink implements Sink {
           );
         await this.#configureForChanges(insertsOnly && parts.length <= 1, commit !== undefined);
         if (!db.inTransaction && parts.length > 0)
-          await applier.applyAhead(
-            parts,
-            this.#aheadBudget(),
-            smallerSize(AHEAD_CACHE_LIMIT, this.#copyMemoryLimit()),
-          );
+          await applier.applyAhead(parts, this.#aheadBudget(), {
+            updates: smallerSize(UPDATE_AHEAD_CACHE_LIMIT, this.#copyMemoryLimit()),
+            deletes: this.#copyMemoryLimit(),
+          });
         await db.begin();
         while (parts.length > 0) await applier.applyStaged(parts.shift()!);
         if (events !== null) await applier.apply(events);

@@ -95,11 +95,22 @@ describe('applying ahead', () => {
     expect(sink.partialBatches).toBeGreaterThanOrEqual(14);
     // 300,000 rows in groups of 65,536: 5 chunks for each of the three transactions, deleting
     // 2,300 rows, then 2,405 (every part held back), then 4,000 (the first 8 parts of 12).
-    expect(chunks.get('"public"."narrow"')).toEqual({ chunks: 15, rows: 2300 + 2405 + 4000, updated: 0 });
+    // Ranges of deletes only keep the copy's cache; ranges with updates in place keep less.
+    expect(chunks.get('"public"."narrow"')).toEqual({
+      chunks: 15,
+      rows: 2300 + 2405 + 4000,
+      updated: 0,
+      cacheLimits: ['64MB'],
+    });
     // 12,000 rows of docs in 6 groups of 2,048, one column updated in place: 2 ranges of 4 groups.
     // Only the 429 rows updated in place and never deleted go ahead (updated); the 428 deleted
     // later were read first, and the two moved to a new key are read for their TOAST values.
-    expect(chunks.get('"public"."docs"')).toEqual({ chunks: 2, rows: 0, updated: 429 });
+    expect(chunks.get('"public"."docs"')).toEqual({
+      chunks: 2,
+      rows: 0,
+      updated: 429,
+      cacheLimits: ['16MB'],
+    });
     await expectEqualTables(db, path, ['public.narrow', 'public.docs']);
   });
 
@@ -192,7 +203,12 @@ describe('applying ahead', () => {
       'amounts',
     );
     // Deletes and an update of one column: 384 KiB per group of 2,048, so one group per range.
-    expect(chunks.get('"public"."notes"')).toEqual({ chunks: 6, rows: 2400, updated: 600 });
+    expect(chunks.get('"public"."notes"')).toEqual({
+      chunks: 6,
+      rows: 2400,
+      updated: 600,
+      cacheLimits: ['16MB'],
+    });
     expect(chunks.get('"public"."pruned"')).toBeUndefined();
     const [ahead] = await queryDuckDb(
       path,

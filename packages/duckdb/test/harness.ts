@@ -144,17 +144,43 @@ export class CountingSink implements Sink {
   }
 }
 
-/** What went ahead of transactions, per table: ranges, rows deleted and updated in them. */
+/**
+ * What went ahead of transactions, per table: ranges, rows deleted and updated in them, and the
+ * memory limits DuckDB's cache was cut down to after their checkpoints.
+ */
 export interface AheadSeen {
   chunks: number;
   rows: number;
   updated: number;
+  cacheLimits: string[];
 }
 
 /** Watches what went ahead of transactions (see `src/apply-ahead.ts`) in the statements the sink runs. */
 export function watchChunks(): Map<string, AheadSeen> {
   const tables = new Map<string, AheadSeen>();
   const lastFrom = new Map<string, string>();
+  const seen = (table: string) => {
+    const entry = tables.get(table) ?? { chunks: 0, rows: 0, updated: 0, cacheLimits: [] };
+    tables.set(table, entry);
+    return entry;
+  };
+  /** The table whose range checkpointed last, until the next `SET memory_limit`. */
+  let checkpointed: string | null = null;
+  const run = DuckDbDatabase.prototype.run;
+  vi.spyOn(DuckDbDatabase.prototype, 'run').mockImplementation(async function (
+    this: DuckDbDatabase,
+    sql,
+    what,
+  ) {
+    const limit = /^SET memory_limit = '(.*)'$/.exec(sql)?.[1];
+    if (limit !== undefined && checkpointed !== null) {
+      const { cacheLimits } = seen(checkpointed);
+      if (!cacheLimits.includes(limit)) cacheLimits.push(limit);
+      checkpointed = null;
+    }
+    if (sql === 'CHECKPOINT') checkpointed = aheadTable(what);
+    return run.call(this, sql, what);
+  });
   const rows = DuckDbDatabase.prototype.rows;
   vi.spyOn(DuckDbDatabase.prototype, 'rows').mockImplementation(async function (
     this: DuckDbDatabase,
@@ -162,19 +188,23 @@ export function watchChunks(): Map<string, AheadSeen> {
     what,
   ) {
     const result = await rows.call(this, sql, what);
-    const table = /^applying ahead .* of (\S+) in a transaction$/.exec(what)?.[1];
+    const table = aheadTable(what);
     const from = /\.rowid >= (\d+)/.exec(sql)?.[1];
-    if (table !== undefined && from !== undefined) {
-      const seen = tables.get(table) ?? { chunks: 0, rows: 0, updated: 0 };
+    if (table !== null && from !== undefined) {
+      const entry = seen(table);
       // Ranges follow one another from the end: each begins where the one before did not.
-      if (lastFrom.get(table) !== from) seen.chunks++;
+      if (lastFrom.get(table) !== from) entry.chunks++;
       lastFrom.set(table, from);
       const count = Number(result[0]?.['Count']);
-      if (sql.startsWith('DELETE')) seen.rows += count;
-      else seen.updated += count;
-      tables.set(table, seen);
+      if (sql.startsWith('DELETE')) entry.rows += count;
+      else entry.updated += count;
     }
     return result as never;
   });
   return tables;
+}
+
+/** The table a statement applies changes ahead for, by what the statement says it does. */
+function aheadTable(what: string): string | null {
+  return /^applying ahead .* of (\S+) in a transaction$/.exec(what)?.[1] ?? null;
 }
