@@ -128,7 +128,7 @@ export class StageFile {
     }
     // Checked and copied in one pass: most values are short, and a native copy per value costs
     // more than the loop (it was a fifth of a CDC run's main thread).
-    const target = this.#buffer ?? this.#allocate();
+    const target = this.#target();
     let at = this.#used;
     for (let i = start; i < end; i++) {
       const byte = buffer[i]!;
@@ -207,7 +207,7 @@ export class StageFile {
       }
       this.#drain();
     }
-    const written = (this.#buffer ?? this.#allocate()).write(text, this.#used, 'utf8');
+    const written = this.#target().write(text, this.#used, 'utf8');
     this.#used += written;
     this.#lineBytes += written;
     this.bytes += written;
@@ -230,14 +230,14 @@ export class StageFile {
         return;
       }
     }
-    buffer.copy(this.#buffer ?? this.#allocate(), this.#used, start, end);
+    buffer.copy(this.#target(), this.#used, start, end);
     this.#used += length;
     this.bytes += length;
   }
 
   #byte(byte: number): void {
     if (this.#used === CAPACITY) this.#drain();
-    (this.#buffer ?? this.#allocate())[this.#used++] = byte;
+    this.#target()[this.#used++] = byte;
     this.#lineBytes++;
     this.bytes++;
   }
@@ -249,8 +249,9 @@ export class StageFile {
     this.#used = 0;
   }
 
-  #allocate(): Buffer {
-    this.#buffer = Buffer.allocUnsafe(CAPACITY);
+  /** The buffer to write into, taken again after a {@link flush} let it go. */
+  #target(): Buffer {
+    this.#buffer ??= Buffer.allocUnsafe(CAPACITY);
     return this.#buffer;
   }
 
